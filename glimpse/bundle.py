@@ -1,0 +1,148 @@
+"""The bundle: a directory any backend can load.
+
+    manifest.json   format, family, model config, preprocessing, special tokens, every graph (file,
+                    sha256, inputs/outputs with dtypes and named dynamic axes, error against PyTorch),
+                    tool versions
+    vocab.json      token strings by id and the special-token ids
+    *.onnx          the graphs
+
+A bundle is written into a hidden sibling directory and moved into place only once complete, with
+manifest.json written last, so an interrupted export never leaves something that looks like a bundle.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+from glimpse.errors import BundleError
+from glimpse.preprocess import Preprocess
+from glimpse.vocab import Vocab
+
+FORMAT = "glimpse-bundle"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def is_bundle(path: Path) -> bool:
+    try:
+        return json.loads((Path(path) / MANIFEST).read_text()).get("format") == FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+class Bundle:
+    """A bundle opened for reading. Graph files are checked against their sha256 when first used."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        if not self.path.is_dir():
+            raise BundleError(f"{self.path}: no such bundle directory")
+        try:
+            self.manifest = json.loads((self.path / MANIFEST).read_text())
+        except OSError:
+            raise BundleError(f"{self.path}: not a bundle (no {MANIFEST})") from None
+        except ValueError as e:
+            raise BundleError(f"{self.path / MANIFEST}: not valid JSON ({e})") from None
+        if not isinstance(self.manifest, dict) or self.manifest.get("format") != FORMAT:
+            raise BundleError(f"{self.path / MANIFEST}: not a glimpse bundle manifest")
+        if self.manifest.get("format_version") != FORMAT_VERSION:
+            raise BundleError(
+                f"{self.path / MANIFEST}: bundle format version {self.manifest.get('format_version')},"
+                f" this glimpse reads version {FORMAT_VERSION}; re-export the bundle"
+            )
+        self._verified: set[Path] = set()
+
+    @property
+    def family(self) -> str:
+        return self.manifest["family"]
+
+    @property
+    def config(self) -> dict:
+        return self.manifest["config"]
+
+    @property
+    def graphs(self) -> dict:
+        return self.manifest["graphs"]
+
+    @property
+    def preprocess(self) -> Preprocess:
+        return Preprocess.from_dict(self.manifest["preprocess"])
+
+    @property
+    def vocab(self) -> Vocab:
+        return Vocab.load(self.path / self.manifest["vocab"])
+
+    def graph_path(self, name: str) -> Path:
+        """The checked path of graph ``name``; a missing or altered file raises BundleError."""
+        if name not in self.graphs:
+            raise BundleError(f"{self.path}: the bundle has no '{name}' graph (it has {', '.join(self.graphs)})")
+        entry = self.graphs[name]
+        path = self.path / entry["file"]
+        if path not in self._verified:
+            if not path.is_file():
+                raise BundleError(f"{path}: graph file missing from the bundle")
+            if sha256_of(path) != entry["sha256"]:
+                raise BundleError(f"{path}: sha256 does not match the manifest (file altered or corrupted)")
+            self._verified.add(path)
+        return path
+
+
+def check_output_dir(out: Path, force: bool) -> None:
+    """Refuse to replace anything but an empty directory or a bundle, unless forced."""
+    if out.exists() and not force:
+        if not out.is_dir():
+            raise BundleError(f"{out}: exists and is not a directory (use --force to replace it)")
+        if any(out.iterdir()) and not is_bundle(out):
+            raise BundleError(f"{out}: exists and is not a bundle; refusing to overwrite (use --force)")
+
+
+class BundleWriter:
+    """Writes a bundle atomically: ``with BundleWriter(out, force) as w: ...; w.commit(manifest)``.
+
+    An existing bundle at ``out`` is replaced; an existing non-empty directory that is not a bundle is
+    refused unless ``force``.
+    """
+
+    def __init__(self, out: str | Path, force: bool = False):
+        self.out = Path(out)
+        check_output_dir(self.out, force)
+        self.tmp = self.out.parent / f".{self.out.name}.partial-{os.getpid()}"
+
+    def __enter__(self) -> BundleWriter:
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        self.tmp.mkdir()
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        shutil.rmtree(self.tmp, ignore_errors=True)  # a no-op after commit
+        return False
+
+    def file(self, name: str) -> Path:
+        return self.tmp / name
+
+    def commit(self, manifest: dict) -> Path:
+        (self.tmp / MANIFEST).write_text(
+            json.dumps({"format": FORMAT, "format_version": FORMAT_VERSION, **manifest}, indent=1)
+        )
+        old = self.out.parent / f".{self.out.name}.old-{os.getpid()}"
+        if self.out.exists() or self.out.is_symlink():
+            os.replace(self.out, old)
+        os.replace(self.tmp, self.out)
+        if old.is_dir():
+            shutil.rmtree(old)
+        elif old.exists():
+            old.unlink()
+        return self.out

@@ -1,0 +1,151 @@
+"""The ``glimpse`` command. Bad input prints one line to stderr and exits 2, never a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from glimpse import __version__
+from glimpse.errors import GlimpseError
+
+
+def cmd_export(args) -> None:
+    import numpy as np
+
+    from glimpse.bundle import check_output_dir
+    from glimpse.checkpoints.sat import import_sat
+    from glimpse.export.sat import export_sat
+    from glimpse.images import image_files, load_image
+
+    check_output_dir(Path(args.out), args.force)  # before the slow import
+    log(f"importing {args.checkpoint}")
+    model, vocab, preprocess = import_sat(args.checkpoint, args.word_map)
+    c = model.config
+    log(
+        f"sat: {c.backbone}, attention {c.attention_dim}, embedding {c.embed_dim}, decoder {c.decoder_dim},"
+        f" vocabulary {c.vocab_size}"
+    )
+    images = None
+    if args.images:
+        images = np.stack([preprocess(load_image(p)) for p in image_files(args.images)[: args.max_images]])
+    out = export_sat(
+        model,
+        vocab,
+        preprocess,
+        args.out,
+        images=images,
+        force=args.force,
+        tolerance=args.tolerance,
+        log=log,
+        source={"checkpoint": Path(args.checkpoint).name, "word_map": Path(args.word_map).name},
+    )
+    log(f"wrote bundle {out}")
+
+
+def cmd_inspect(args) -> None:
+    from glimpse.bundle import Bundle
+
+    b = Bundle(args.bundle)
+    m = b.manifest
+    print(f"bundle   {b.path}  (format {m['format_version']}, family {b.family})")
+    print("config   " + ", ".join(f"{k}={v}" for k, v in b.config.items()))
+    p = m["preprocess"]
+    crop = f", center crop {p['crop'][0]}x{p['crop'][1]}" if p.get("crop") else ""
+    print(
+        f"images   RGB, {p['interpolation']} resize {p['resize']} {p['size'][0]}x{p['size'][1]}{crop},"
+        f" /255, mean {p['mean']}, std {p['std']}"
+    )
+    print("tokens   " + ", ".join(f"{k}={v}" for k, v in m["special_tokens"].items()) + f", vocabulary {len(b.vocab)}")
+    for name, g in b.graphs.items():
+        err = max((e["max_rel"] for e in g.get("max_error", {}).values()), default=float("nan"))
+        print(f"\n{name:<8} {g['file']:<14} {g['bytes'] / 1e6:7.1f} MB  {g['precision']}  max rel error {err:.1e}")
+        for kind, values in (("in ", g["inputs"]), ("out", g["outputs"])):
+            for v in values:
+                print(f"  {kind}  {v['name']:<10} {v['dtype']:<8} [{', '.join(map(str, v['shape']))}]")
+    print()
+    check = m.get("check", {})
+    if check:
+        print(
+            f"checked  on {check['images']} images, tolerance {check['tolerance']:.0e}: {check['metric']}"
+        )
+    print("tools    " + ", ".join(f"{k} {v}" for k, v in m.get("tools", {}).items()))
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="glimpse",
+        description="Export, check and run attention-based vision-language models (Show-Attend-Tell, ...).",
+        epilog="Run 'glimpse COMMAND --help' for the options of each command.",
+    )
+    p.add_argument("--version", action="version", version=f"glimpse {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    e = sub.add_parser(
+        "export",
+        help="import a trained checkpoint and write a bundle of checked ONNX graphs",
+        description="Import a checkpoint of a public implementation and write a bundle: ONNX graphs cut for fast"
+        " decoding, each checked against the PyTorch reference on ONNX Runtime before anything is written.",
+    )
+    fam = e.add_subparsers(dest="family", required=True, metavar="FAMILY")
+    sat = fam.add_parser(
+        "sat",
+        help="Show, Attend and Tell (sgrvinod/a-PyTorch-Tutorial-to-Image-Captioning)",
+        description="Export a Show-Attend-Tell captioner: encoder.onnx (image -> features), init.onnx (features ->"
+        " attention projection, h0, c0) and step.onnx (one decode step for K beams per image).",
+        epilog="example: glimpse export sat --checkpoint BEST_checkpoint_coco_5_cap_per_img_5_min_word_freq.pth.tar"
+        " --word-map WORDMAP_coco_5_cap_per_img_5_min_word_freq.json --out sat-bundle",
+    )
+    sat.add_argument(
+        "--checkpoint",
+        required=True,
+        help="the tutorial's .pth.tar (whole pickled modules, loaded"
+        " through an allow-list: no code from it runs), or a state dict with encoder./decoder. keys",
+    )
+    sat.add_argument("--word-map", required=True, help="the tutorial's WORDMAP_*.json")
+    sat.add_argument("--out", required=True, help="bundle directory to write")
+    sat.add_argument(
+        "--images",
+        nargs="+",
+        metavar="PATH",
+        help="real images (files or directories) to check the graphs on, besides noise images",
+    )
+    sat.add_argument("--max-images", type=int, default=8, help="at most this many of --images (default 8)")
+    sat.add_argument(
+        "--tolerance",
+        type=float,
+        default=1e-4,
+        help="largest max|onnx - torch| / max|torch| accepted per output (default 1e-4)",
+    )
+    sat.add_argument("--force", action="store_true", help="replace --out even if it is not a bundle")
+    sat.set_defaults(run=cmd_export)
+
+    i = sub.add_parser(
+        "inspect",
+        help="show a bundle's graphs, shapes, sizes and measured errors",
+        description="Print a bundle's manifest as a table.",
+    )
+    i.add_argument("bundle", help="bundle directory")
+    i.set_defaults(run=cmd_inspect)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        args.run(args)
+    except GlimpseError as e:
+        print(f"glimpse: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("glimpse: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,187 @@
+"""Export a Show-Attend-Tell model to a bundle: encoder, init and step graphs, each checked against
+the tutorial's own arithmetic on ONNX Runtime."""
+
+from __future__ import annotations
+
+import platform
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from glimpse import __version__
+from glimpse.bundle import BundleWriter, sha256_of
+from glimpse.errors import ExportError
+from glimpse.export import onnx as onnx_export
+from glimpse.models.sat import ShowAttendTell, reference_step
+from glimpse.preprocess import Preprocess
+from glimpse.runtime.session import OnnxRuntimeSession
+from glimpse.vocab import Vocab
+
+TOLERANCE = 1e-4  # max |onnx - reference| / max |reference|, per output
+
+
+def cut(model: ShowAttendTell, batch: int = 2, beam: int = 3) -> list[onnx_export.Graph]:
+    """The three graphs with example inputs (batch and beam >= 2 so that export keeps them dynamic)."""
+    cfg, g = model.config, model.graphs()
+    image = torch.randn(batch, 3, cfg.image_size, cfg.image_size)
+    with torch.no_grad():
+        features = g["encoder"](image)
+        att_proj, h, c = g["init"](features)
+    by_beam = {0: "batch", 1: "beam"}
+    return [
+        onnx_export.Graph("encoder", g["encoder"], {"image": image}, ["features"], {"image": {0: "batch"}}),
+        onnx_export.Graph(
+            "init", g["init"], {"features": features}, ["att_proj", "h", "c"], {"features": {0: "batch"}}
+        ),
+        onnx_export.Graph(
+            "step",
+            g["step"],
+            {
+                "features": features,
+                "att_proj": att_proj,
+                "tokens": torch.zeros(batch, beam, dtype=torch.int64),
+                "h": h.unsqueeze(1).expand(-1, beam, -1).contiguous(),
+                "c": c.unsqueeze(1).expand(-1, beam, -1).contiguous(),
+            },
+            ["logprobs", "h_next", "c_next", "alpha"],
+            {"features": {0: "batch"}, "att_proj": {0: "batch"}, "tokens": by_beam, "h": by_beam, "c": by_beam},
+        ),
+    ]
+
+
+@torch.no_grad()
+def check(model: ShowAttendTell, sessions: dict, images: np.ndarray, start: int, beam: int = 3, steps: int = 3) -> dict:
+    """Errors of each graph against the tutorial's modules on ``images`` (N, 3, S, S).
+
+    encoder: against Encoder (with the real AdaptiveAvgPool2d); init: against encoder_att and
+    init_hidden_state; step: ``steps`` steps of K beams against reference_step on K copies of each
+    image's features, fed the reference's own states and top tokens.
+    """
+    enc, dec = model.encoder, model.decoder
+    x = torch.from_numpy(images)
+    features = enc(x).flatten(1, 2)  # (N, P, E)
+    h, c = dec.init_hidden_state(features)
+    att_proj = dec.attention.encoder_att(features)
+    err = {
+        "encoder": onnx_export.errors(sessions["encoder"].run({"image": images}), {"features": features.numpy()}),
+        "init": onnx_export.errors(
+            sessions["init"].run({"features": features.numpy()}),
+            {"att_proj": att_proj.numpy(), "h": h.numpy(), "c": c.numpy()},
+        ),
+    }
+    n = len(images)
+    tokens = torch.full((n, beam), start, dtype=torch.int64)
+    tokens[:, 1:] = torch.randint(0, model.config.vocab_size, (n, beam - 1))
+    h = h.unsqueeze(1).repeat(1, beam, 1)  # (N, K, D)
+    c = c.unsqueeze(1).repeat(1, beam, 1)
+    step_err: dict = {}
+    for _ in range(steps):
+        got = sessions["step"].run(
+            {
+                "features": features.numpy(),
+                "att_proj": att_proj.numpy(),
+                "tokens": tokens.numpy(),
+                "h": h.numpy(),
+                "c": c.numpy(),
+            }
+        )
+        ref = [reference_step(dec, features[i].expand(beam, -1, -1), tokens[i], h[i], c[i]) for i in range(n)]
+        logprobs, h, c, alpha = (torch.stack(t) for t in zip(*ref))  # (N, K, ...) each
+        want = {"logprobs": logprobs, "h_next": h, "c_next": c, "alpha": alpha}
+        step_err = onnx_export.merge_errors(step_err, onnx_export.errors(got, {k: v.numpy() for k, v in want.items()}))
+        tokens = logprobs.argmax(-1)
+    err["step"] = step_err
+    return err
+
+
+def synthetic_images(preprocess: Preprocess, n: int = 2, seed: int = 0) -> np.ndarray:
+    """Uniform-noise images through the bundle's preprocessing: (n, 3, H, W) float32."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    h, w = preprocess.output_size
+    return np.stack([preprocess(Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8))) for _ in range(n)])
+
+
+def export_sat(
+    model: ShowAttendTell,
+    vocab: Vocab,
+    preprocess: Preprocess,
+    out: str | Path,
+    images: np.ndarray | None = None,
+    force: bool = False,
+    tolerance: float = TOLERANCE,
+    source: dict | None = None,
+    log: Callable[[str], None] = print,
+) -> Path:
+    """Write the bundle to ``out``; raise ExportError, leaving nothing at ``out``, if a graph is off.
+
+    ``images`` (N, 3, S, S), already preprocessed, are the real images of the check; noise images are
+    always checked too.
+    """
+    model = model.eval()
+    check_images = synthetic_images(preprocess)
+    if images is not None and len(images):
+        check_images = np.concatenate([check_images, images.astype(np.float32)])
+    with BundleWriter(out, force=force) as writer:
+        graphs, sessions = {}, {}
+        for graph in cut(model):
+            path = writer.file(graph.file)
+            seconds = onnx_export.export(graph, path)
+            sessions[graph.name] = OnnxRuntimeSession(path)
+            inputs, outputs = onnx_export.describe(path)
+            graphs[graph.name] = {
+                "file": graph.file,
+                "sha256": sha256_of(path),
+                "bytes": path.stat().st_size,
+                "precision": "fp32",
+                "inputs": inputs,
+                "outputs": outputs,
+            }
+            log(f"exported {graph.file:<12} {path.stat().st_size / 1e6:8.1f} MB  {seconds:5.1f} s")
+        errors = check(model, sessions, check_images, start=vocab.special["start"])
+        for name, table in errors.items():
+            graphs[name]["max_error"] = table
+            worst_output, worst = max(table.items(), key=lambda kv: kv[1]["max_rel"])
+            log(f"checked  {name + '.onnx':<12} max rel error {worst['max_rel']:.2e} ({worst_output})")
+            if not worst["max_rel"] <= tolerance:  # also catches NaN
+                raise ExportError(
+                    f"{name}.onnx: output '{worst_output}' differs from the PyTorch reference by"
+                    f" {worst['max_rel']:.2e} (relative), above the tolerance {tolerance:.0e}; nothing was written"
+                )
+        vocab.save(writer.file("vocab.json"))
+        return writer.commit(
+            {
+                "family": "sat",
+                "config": model.config.to_dict(),
+                "preprocess": preprocess.to_dict(),
+                "vocab": "vocab.json",
+                "special_tokens": vocab.special,
+                "graphs": graphs,
+                "check": {
+                    "tolerance": tolerance,
+                    "images": len(check_images),
+                    "beam": 3,
+                    "steps": 3,
+                    "metric": "max |onnx - torch| / max |torch| per output, ONNX Runtime CPU",
+                },
+                "source": source or {},
+                "tools": tool_versions(),
+            }
+        )
+
+
+def tool_versions() -> dict:
+    import onnx
+    import onnxruntime
+
+    return {
+        "glimpse": __version__,
+        "torch": torch.__version__,
+        "onnx": onnx.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "opset": onnx_export.OPSET,
+        "python": platform.python_version(),
+    }

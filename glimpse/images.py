@@ -1,0 +1,48 @@
+"""Reading images: any file Pillow decodes, as 8-bit RGB, with errors that name the file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PIL import Image
+
+from glimpse.errors import ImageError
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
+
+
+def load_image(path: str | Path) -> Image.Image:
+    """An image file -> 8-bit RGB (grey replicated, alpha dropped), decoded fully so that a truncated
+    file fails here rather than later."""
+    path = Path(path)
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return to_rgb(im)
+    except FileNotFoundError:
+        raise ImageError(f"{path}: no such file") from None
+    except Image.DecompressionBombError as e:
+        raise ImageError(f"{path}: refused, too many pixels ({e})") from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise ImageError(f"{path}: not a readable image ({e})") from None
+
+
+def to_rgb(im: Image.Image) -> Image.Image:
+    if im.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16/32-bit grey: scale to 8 bits, not clip
+        import numpy as np
+
+        a = np.asarray(im, dtype=np.float64)
+        hi = 65535.0 if im.mode.startswith("I;16") or a.max() > 255 else 255.0
+        im = Image.fromarray((a * (255.0 / hi)).round().clip(0, 255).astype("uint8"), "L")
+    return im.convert("RGB")
+
+
+def image_files(paths) -> list[Path]:
+    """Files named, and image files inside the directories named (sorted), in order."""
+    out = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            out += sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())
+        else:
+            out.append(p)
+    return out

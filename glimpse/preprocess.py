@@ -1,0 +1,54 @@
+"""Image preprocessing as each public implementation does it, in numpy and Pillow only.
+
+The spec lives in the bundle's manifest, so a bundle preprocesses exactly as its family's reference
+did at training time. For ``sat`` (the tutorial's caption.py): RGB, Pillow bilinear resize to 256x256
+with no crop and no aspect keeping, /255, ImageNet mean and std.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from PIL import Image
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    size: tuple[int, int] = (256, 256)  # (height, width) of the resize
+    resize: str = "exact"  # "exact": to size; "shorter": shorter side to size[0], aspect kept
+    crop: tuple[int, int] | None = None  # center crop (height, width) after the resize
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "interpolation": "bilinear", "scale": 1 / 255}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Preprocess:
+        crop = d.get("crop")
+        return cls(tuple(d["size"]), d["resize"], tuple(crop) if crop else None, tuple(d["mean"]), tuple(d["std"]))
+
+    @property
+    def output_size(self) -> tuple[int, int]:
+        return self.crop or self.size
+
+    def __call__(self, image: Image.Image) -> np.ndarray:
+        """An RGB PIL image -> float32 (3, H, W), normalised."""
+        if self.resize == "exact":
+            image = image.resize(self.size[::-1], Image.BILINEAR)
+        else:
+            w, h = image.size  # the long side is truncated, as torchvision's Resize(int) does
+            n = self.size[0]
+            image = image.resize((n, int(n * h / w)) if w <= h else (int(n * w / h), n), Image.BILINEAR)
+        if self.crop:
+            w, h = image.size
+            ch, cw = self.crop
+            top, left = int(round((h - ch) / 2.0)), int(round((w - cw) / 2.0))
+            image = image.crop((left, top, left + cw, top + ch))
+        x = np.asarray(image, dtype=np.float32) / 255.0  # (H, W, 3)
+        x = (x - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
+        return np.ascontiguousarray(x.transpose(2, 0, 1))

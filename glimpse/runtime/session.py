@@ -1,0 +1,61 @@
+"""One interface for every backend: named arrays in, named arrays out.
+
+    session = open_session("encoder.onnx", backend="onnxruntime")
+    features = session.run({"image": batch})["features"]
+
+Backends import their packages lazily, so serving with ONNX Runtime needs neither torch nor TensorRT.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from glimpse.errors import BackendUnavailable
+
+
+class Session:
+    """A graph ready to run. ``run`` takes and returns dicts of numpy arrays keyed by I/O name."""
+
+    device = "cpu"
+
+    def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+
+def cpu_threads() -> int:
+    """Cores this process may use (cgroup/affinity aware), which ONNX Runtime's default ignores."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+class OnnxRuntimeSession(Session):
+    def __init__(self, path: str | Path, device: str = "cpu", threads: int | None = None):
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise BackendUnavailable("onnxruntime is not installed (pip install onnxruntime)") from None
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads or cpu_threads()
+        opts.inter_op_num_threads = 1  # one graph at a time: the decode loop is sequential
+        opts.log_severity_level = 3
+        if device == "cpu":
+            providers = ["CPUExecutionProvider"]
+        elif "CUDAExecutionProvider" in ort.get_available_providers():
+            providers = [
+                ("CUDAExecutionProvider", {"device_id": int(device.partition(":")[2] or 0)}),
+                "CPUExecutionProvider",
+            ]
+        else:
+            raise BackendUnavailable(
+                f"onnxruntime here has no CUDA provider for device {device} (pip install onnxruntime-gpu)"
+            )
+        self.device = device
+        self.session = ort.InferenceSession(str(path), opts, providers=providers)
+        self.input_names = [i.name for i in self.session.get_inputs()]
+        self.output_names = [o.name for o in self.session.get_outputs()]
+
+    def run(self, inputs):
+        outputs = self.session.run(self.output_names, {n: inputs[n] for n in self.input_names})
+        return dict(zip(self.output_names, outputs))

@@ -1,0 +1,68 @@
+"""Write Show-Attend-Tell checkpoints the way the tutorial's train.py does."""
+
+import importlib
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+FIXTURES = Path(__file__).parent / "fixtures" / "tutorial"
+
+
+def tutorial_models():
+    """The fixture module importable as ``models``, as pickles of tutorial checkpoints require."""
+    if str(FIXTURES) not in sys.path:
+        sys.path.insert(0, str(FIXTURES))
+    return importlib.import_module("models")
+
+
+def word_map(n_words: int) -> dict:
+    """A word map built as create_input_files builds it: words 1..N, then <unk>, <start>, <end>; <pad> 0."""
+    wm = {f"w{i}": i + 1 for i in range(n_words)}
+    for tok in ("<unk>", "<start>", "<end>"):
+        wm[tok] = len(wm) + 1
+    wm["<pad>"] = 0
+    return wm
+
+
+@torch.no_grad()
+def settle_batchnorm(encoder, image_size=256, batches=2, seed=0):
+    """Give the random ResNet running statistics from data, as training would, so that its features
+    are of a trained network's scale (a fresh one's grow to 1e5 over 100 layers)."""
+    g = torch.Generator().manual_seed(seed)
+    for m in encoder.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average
+    encoder.train()
+    for _ in range(batches):
+        encoder(torch.rand(4, 3, image_size, image_size, generator=g) * 4 - 2)
+    encoder.eval()
+
+
+def write_checkpoint(out_dir: Path, backbone="resnet101", n_words=50, dims=(512, 512, 512), seed=0):
+    """-> (checkpoint path, word map path), saved as utils.save_checkpoint saves them."""
+    models = tutorial_models()
+    torch.manual_seed(seed)
+    wm = word_map(n_words)
+    encoder = models.Encoder(backbone=backbone)
+    settle_batchnorm(encoder)
+    encoder_dim = encoder.resnet[-1][-1].conv1.in_channels if backbone in ("resnet18", "resnet34") else 2048
+    attention_dim, embed_dim, decoder_dim = dims
+    decoder = models.DecoderWithAttention(attention_dim, embed_dim, decoder_dim, len(wm), encoder_dim)
+    state = {
+        "epoch": 3,
+        "epochs_since_improvement": 0,
+        "bleu-4": 0.2,
+        "encoder": encoder,
+        "decoder": decoder,
+        "encoder_optimizer": None,
+        "decoder_optimizer": torch.optim.Adam(decoder.parameters(), lr=4e-4),
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ckpt = out_dir / "BEST_checkpoint_coco_5_cap_per_img_5_min_word_freq.pth.tar"
+    torch.save(state, ckpt)
+    wm_path = out_dir / "WORDMAP_coco_5_cap_per_img_5_min_word_freq.json"
+    wm_path.write_text(json.dumps(wm))
+    return ckpt, wm_path
