@@ -66,9 +66,7 @@ def cmd_inspect(args) -> None:
     print()
     check = m.get("check", {})
     if check:
-        print(
-            f"checked  on {check['images']} images, tolerance {check['tolerance']:.0e}: {check['metric']}"
-        )
+        print(f"checked  on {check['images']} images, tolerance {check['tolerance']:.0e}: {check['metric']}")
     print("tools    " + ", ".join(f"{k} {v}" for k, v in m.get("tools", {}).items()))
 
 

@@ -27,14 +27,20 @@ def word_map(n_words: int) -> dict:
 
 
 @torch.no_grad()
-def settle_batchnorm(encoder, image_size=256, batches=2, seed=0):
-    """Give the random ResNet running statistics from data, as training would, so that its features
-    are of a trained network's scale (a fresh one's grow to 1e5 over 100 layers)."""
+def settle_batchnorm(encoder, image_size=256, batches=2, seed=0, residual_gamma=0.2):
+    """Make a random ResNet look trained where numerics care: running statistics from data (a fresh
+    one's activations grow to 1e5 over 100 layers), and the small scale trained networks learn for the
+    last BatchNorm of each residual branch (with 1, the residual stream grows block after block until
+    float32 cancellation costs even PyTorch itself 2e-4 relative error against float64)."""
+    from torchvision.models.resnet import BasicBlock, Bottleneck
+
     g = torch.Generator().manual_seed(seed)
     for m in encoder.modules():
         if isinstance(m, torch.nn.BatchNorm2d):
             m.reset_running_stats()
             m.momentum = None  # cumulative average
+        if isinstance(m, (BasicBlock, Bottleneck)):
+            (m.bn3 if isinstance(m, Bottleneck) else m.bn2).weight.fill_(residual_gamma)
     encoder.train()
     for _ in range(batches):
         encoder(torch.rand(4, 3, image_size, image_size, generator=g) * 4 - 2)
@@ -66,3 +72,18 @@ def write_checkpoint(out_dir: Path, backbone="resnet101", n_words=50, dims=(512,
     wm_path = out_dir / "WORDMAP_coco_5_cap_per_img_5_min_word_freq.json"
     wm_path.write_text(json.dumps(wm))
     return ckpt, wm_path
+
+
+if __name__ == "__main__":
+    import argparse
+
+    p = argparse.ArgumentParser(
+        description="Write a checkpoint and word map the way the SAT tutorial's train.py does"
+        " (random weights, trained-like BatchNorm statistics)."
+    )
+    p.add_argument("out", type=Path, help="directory to write into")
+    p.add_argument("--backbone", default="resnet101")
+    p.add_argument("--words", type=int, default=9486, help="words besides the 4 specials (tutorial COCO: 9486)")
+    a = p.parse_args()
+    for f in write_checkpoint(a.out, backbone=a.backbone, n_words=a.words):
+        print(f)

@@ -73,7 +73,7 @@ def import_sat(checkpoint: str | Path, word_map: str | Path):
     except KeyError as e:
         raise CheckpointError(f"{checkpoint}: not a Show-Attend-Tell checkpoint (no {e} weight)") from None
     except ValueError as e:
-        raise CheckpointError(f"{checkpoint}: {e}") from None
+        raise CheckpointError(f"{checkpoint}: not a Show-Attend-Tell checkpoint ({e})") from None
     n_fc = decoder_sd["fc.weight"].shape[0] if "fc.weight" in decoder_sd else None
     if n_fc != len(vocab) or config.vocab_size != len(vocab):
         raise CheckpointError(

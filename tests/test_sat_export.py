@@ -1,0 +1,187 @@
+"""The sat bundle: written atomically, described fully, and every graph equal to the tutorial's
+arithmetic on ONNX Runtime."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import tutorial
+from glimpse.bundle import Bundle
+from glimpse.checkpoints.sat import import_sat
+from glimpse.cli import main
+from glimpse.errors import BundleError, ExportError
+from glimpse.export.sat import export_sat
+from glimpse.images import load_image
+from glimpse.runtime.session import OnnxRuntimeSession
+
+
+def test_manifest_describes_the_bundle(small_bundle):
+    b = Bundle(small_bundle)
+    m = b.manifest
+    assert b.family == "sat" and m["format_version"] == 1
+    assert set(b.graphs) == {"encoder", "init", "step"}
+    step = b.graphs["step"]
+    shapes = {v["name"]: v["shape"] for v in step["inputs"] + step["outputs"]}
+    assert shapes["tokens"] == ["batch", "beam"] and shapes["h"] == ["batch", "beam", 512]
+    assert shapes["logprobs"] == ["batch", "beam", 44] and shapes["alpha"] == ["batch", "beam", 196]
+    assert {v["name"]: v["dtype"] for v in step["inputs"]}["tokens"] == "int64"
+    for g in b.graphs.values():
+        assert b.graph_path(g["file"].removesuffix(".onnx")).is_file()
+        assert max(e["max_rel"] for e in g["max_error"].values()) < 1e-4
+    assert m["special_tokens"]["start"] == 42 and len(b.vocab) == 44
+    assert {"torch", "onnx", "onnxruntime", "opset", "glimpse"} <= set(m["tools"])
+
+
+def test_graphs_run_with_other_batch_and_beam_sizes(small_bundle):
+    b = Bundle(small_bundle)
+    enc = OnnxRuntimeSession(b.graph_path("encoder"))
+    init = OnnxRuntimeSession(b.graph_path("init"))
+    step = OnnxRuntimeSession(b.graph_path("step"))
+    features = enc.run({"image": np.random.default_rng(0).standard_normal((3, 3, 256, 256), np.float32)})["features"]
+    out = init.run({"features": features})
+    for k in (1, 5):
+        r = step.run(
+            {
+                "features": features,
+                "att_proj": out["att_proj"],
+                "tokens": np.zeros((3, k), np.int64),
+                "h": np.repeat(out["h"][:, None], k, 1),
+                "c": np.repeat(out["c"][:, None], k, 1),
+            }
+        )
+        assert r["logprobs"].shape == (3, k, 44)
+        np.testing.assert_allclose(np.exp(r["logprobs"]).sum(-1), 1, rtol=1e-5)
+
+
+def test_tampered_graph_is_detected(small_bundle, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(small_bundle, copy)
+    with open(copy / "init.onnx", "r+b") as f:
+        f.seek(-8, 2)
+        f.write(b"\x00" * 8)
+    with pytest.raises(BundleError, match=r"init.onnx: sha256 does not match"):
+        Bundle(copy).graph_path("init")
+    (copy / "step.onnx").unlink()
+    with pytest.raises(BundleError, match=r"step.onnx: graph file missing"):
+        Bundle(copy).graph_path("step")
+
+
+def test_refuses_to_overwrite_a_directory_that_is_not_a_bundle(small_checkpoint, tmp_path, capsys):
+    out = tmp_path / "precious"
+    out.mkdir()
+    (out / "thesis.tex").write_text("years of work")
+    argv = [
+        "export",
+        "sat",
+        "--checkpoint",
+        str(small_checkpoint[0]),
+        "--word-map",
+        str(small_checkpoint[1]),
+        "--out",
+        str(out),
+    ]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "precious: exists and is not a bundle" in err
+    assert (out / "thesis.tex").read_text() == "years of work"
+
+
+def test_cli_export_and_inspect(small_checkpoint, tmp_path, capsys, photo):
+    out = tmp_path / "bundle"
+    argv = [
+        "export",
+        "sat",
+        "--checkpoint",
+        str(small_checkpoint[0]),
+        "--word-map",
+        str(small_checkpoint[1]),
+        "--out",
+        str(out),
+        "--images",
+        str(photo),
+    ]
+    assert main(argv) == 0
+    assert "checked  step.onnx" in capsys.readouterr().err
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["check"]["images"] == 3  # two noise images and the photograph
+    assert manifest["source"]["checkpoint"].startswith("BEST_checkpoint")
+    assert main(argv) == 0  # an existing bundle is replaced
+    assert main(["inspect", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "tokens     int64    [batch, beam]" in text and "max rel error" in text
+
+
+def test_failed_check_leaves_nothing(small_checkpoint, tmp_path):
+    model, vocab, preprocess = import_sat(*small_checkpoint)
+    out = tmp_path / "b"
+    with pytest.raises(ExportError, match="differs from the PyTorch reference"):
+        export_sat(model, vocab, preprocess, out, tolerance=1e-12, log=lambda m: None)
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def tutorial_step(decoder, encoder_out, k_prev_words, h, c):
+    """caption.py's loop body, line for line, on the tutorial's own (pickled) decoder."""
+    embeddings = decoder.embedding(k_prev_words).squeeze(1)
+    awe, alpha = decoder.attention(encoder_out, h)
+    gate = decoder.sigmoid(decoder.f_beta(h))
+    awe = gate * awe
+    h, c = decoder.decode_step(torch.cat([embeddings, awe], dim=1), (h, c))
+    return F.log_softmax(decoder.fc(h), dim=1), h, c, alpha
+
+
+def rel(got, want):
+    want = np.asarray(want)
+    return float(np.abs(np.asarray(got) - want).max() / np.abs(want).max())
+
+
+@torch.no_grad()
+def test_resnet101_bundle_matches_the_tutorial_modules(tmp_path, photo):
+    """A checkpoint written as train.py writes it (ResNet-101, 512/512/512), exported, and each graph
+    compared with the tutorial's own pickled modules on a real photograph and a noise image: relative
+    error within 1e-4 over five beams and four steps."""
+    ckpt, wm = tutorial.write_checkpoint(tmp_path / "ckpt", backbone="resnet101", n_words=200)
+    model, vocab, preprocess = import_sat(ckpt, wm)
+    bundle = Bundle(export_sat(model, vocab, preprocess, tmp_path / "bundle", log=lambda m: None))
+    assert model.config.backbone == "resnet101"
+    tutorial.tutorial_models()
+    saved = torch.load(ckpt, weights_only=False)  # trusted: written above
+    encoder, decoder = saved["encoder"].eval(), saved["decoder"].eval()
+    sessions = {n: OnnxRuntimeSession(bundle.graph_path(n)) for n in ("encoder", "init", "step")}
+
+    noise = np.random.default_rng(1).integers(0, 256, (300, 400, 3), dtype=np.uint8)
+    from PIL import Image
+
+    images = np.stack([preprocess(load_image(photo)), preprocess(Image.fromarray(noise))])
+    ref = encoder(torch.from_numpy(images)).flatten(1, 2)  # (2, 196, 2048) via the real AdaptiveAvgPool2d
+    features = sessions["encoder"].run({"image": images})["features"]
+    assert rel(features, ref) < 1e-4
+    init = sessions["init"].run({"features": ref.numpy()})
+    h, c = decoder.init_hidden_state(ref)
+    assert rel(init["h"], h) < 1e-4 and rel(init["c"], c) < 1e-4
+    assert rel(init["att_proj"], decoder.attention.encoder_att(ref)) < 1e-4
+
+    k, start = 5, vocab.special["start"]
+    for i in range(len(images)):
+        enc_k = ref[i : i + 1].expand(k, -1, -1)  # the tutorial's K copies
+        words = torch.full((k, 1), start)
+        hk, ck = h[i : i + 1].expand(k, -1), c[i : i + 1].expand(k, -1)
+        for _ in range(4):
+            got = sessions["step"].run(
+                {
+                    "features": ref[i : i + 1].numpy(),
+                    "att_proj": init["att_proj"][i : i + 1],
+                    "tokens": words.T.numpy(),
+                    "h": hk[None].numpy(),
+                    "c": ck[None].numpy(),
+                }
+            )
+            scores, hk, ck, alpha = tutorial_step(decoder, enc_k, words, hk, ck)
+            for name, want in (("logprobs", scores), ("h_next", hk), ("c_next", ck), ("alpha", alpha)):
+                assert rel(got[name][0], want) < 1e-4, name
+            assert np.array_equal(got["logprobs"][0].argmax(-1), scores.argmax(-1).numpy())
+            words = scores.topk(1, dim=1).indices  # (k, 1) each beam's best next word
