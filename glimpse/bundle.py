@@ -88,7 +88,16 @@ class Bundle:
         """The checked path of graph ``name``; a missing or altered file raises BundleError."""
         if name not in self.graphs:
             raise BundleError(f"{self.path}: the bundle has no '{name}' graph (it has {', '.join(self.graphs)})")
-        entry = self.graphs[name]
+        return self._checked(self.graphs[name])
+
+    def file_path(self, name: str) -> Path:
+        """The checked path of a non-graph file entry of the manifest (such as ``weights``)."""
+        entry = self.manifest.get("files", {}).get(name)
+        if entry is None:
+            raise BundleError(f"{self.path}: the bundle has no '{name}' file (re-export it with this glimpse)")
+        return self._checked(entry)
+
+    def _checked(self, entry: dict) -> Path:
         path = self.path / entry["file"]
         if path not in self._verified:
             if not path.is_file():

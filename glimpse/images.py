@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PIL import Image
+from PIL import Image, ImageOps
 
 from glimpse.errors import ImageError
 
@@ -18,7 +18,9 @@ def load_image(path: str | Path) -> Image.Image:
     try:
         with Image.open(path) as im:
             im.load()
-            return to_rgb(im)
+            # Turn camera photos upright as their viewers show them (the tutorial's scipy imread ignored
+            # the EXIF orientation tag and fed such photos sideways).
+            return to_rgb(ImageOps.exif_transpose(im))
     except FileNotFoundError:
         raise ImageError(f"{path}: no such file") from None
     except Image.DecompressionBombError as e:

@@ -152,6 +152,8 @@ def export_sat(
                     f" {worst['max_rel']:.2e} (relative), above the tolerance {tolerance:.0e}; nothing was written"
                 )
         vocab.save(writer.file("vocab.json"))
+        weights = writer.file("weights.pt")  # for the torch backend: a plain state dict
+        torch.save(model.state_dict(), weights)
         return writer.commit(
             {
                 "family": "sat",
@@ -160,6 +162,9 @@ def export_sat(
                 "vocab": "vocab.json",
                 "special_tokens": vocab.special,
                 "graphs": graphs,
+                "files": {
+                    "weights": {"file": weights.name, "sha256": sha256_of(weights), "bytes": weights.stat().st_size}
+                },
                 "check": {
                     "tolerance": tolerance,
                     "images": len(check_images),

@@ -184,17 +184,25 @@ def adaptive_pool_matrix(n_in: int, n_out: int) -> torch.Tensor:
     return a
 
 
+def resnet_feature_side(n: int) -> int:
+    """Side of a torchvision ResNet's last feature map for an n x n input (256 -> 8): the stem's 7x7/2
+    convolution and 3x3/2 max-pool, then three stride-2 stages."""
+    n = (n + 2 * 3 - 7) // 2 + 1
+    n = (n + 2 * 1 - 3) // 2 + 1
+    for _ in range(3):
+        n = (n - 1) // 2 + 1
+    return n
+
+
 class EncoderGraph(nn.Module):
     """image (B, 3, H, W) -> features (B, P, E), the adaptive pool written as two constant matmuls."""
 
     def __init__(self, encoder: Encoder, image_size: int):
         super().__init__()
         self.resnet = encoder.resnet
-        with torch.no_grad():
-            fh, fw = self.resnet(torch.zeros(1, 3, image_size, image_size)).shape[2:]
-        s = encoder.enc_image_size
-        self.register_buffer("pool_h", adaptive_pool_matrix(fh, s), persistent=False)  # (S, h)
-        self.register_buffer("pool_wt", adaptive_pool_matrix(fw, s).t().contiguous(), persistent=False)  # (w, S)
+        side, s = resnet_feature_side(image_size), encoder.enc_image_size
+        self.register_buffer("pool_h", adaptive_pool_matrix(side, s), persistent=False)  # (S, h)
+        self.register_buffer("pool_wt", adaptive_pool_matrix(side, s).t().contiguous(), persistent=False)  # (w, S)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         x = self.resnet(image)  # (B, E, h, w)

@@ -1,0 +1,143 @@
+"""CaptionPipeline: a sat bundle, a backend, images in, captions out.
+
+    pipe = CaptionPipeline("sat-bundle")                      # ONNX Runtime on the CPU
+    [cap] = pipe(["photo.jpg"], beam_size=5)
+    cap.caption, cap.tokens, cap.score, cap.alphas            # alphas: (words, S, S) attention maps
+
+Per batch of images: preprocess -> encoder -> init (once per image) -> search over the step graph.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from glimpse.bundle import Bundle
+from glimpse.errors import BundleError, GlimpseError
+from glimpse.images import load_image, to_rgb
+from glimpse.runtime import search
+
+BACKENDS = ("onnxruntime", "torch")
+
+
+@dataclass
+class Caption:
+    image: str
+    caption: str
+    words: list[str]
+    tokens: list[int]  # <start> ... <end>, as the tutorial's caption_image_beam_search returns them
+    score: float  # summed log-prob of the generated tokens
+    finished: bool  # False when no hypothesis reached <end> within max_steps (best live one returned)
+    alphas: np.ndarray | None = field(default=None, repr=False)  # (generated tokens, S, S)
+    nbest: list[tuple[str, float]] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        out = {k: getattr(self, k) for k in ("image", "caption", "words", "tokens", "score", "finished")}
+        if len(self.nbest) > 1:
+            out["nbest"] = [{"caption": c, "score": s} for c, s in self.nbest]
+        return out
+
+
+def open_sessions(bundle: Bundle, names: list[str], backend: str, device: str, threads: int | None) -> dict:
+    if backend == "onnxruntime":
+        from glimpse.runtime.session import OnnxRuntimeSession
+
+        return {n: OnnxRuntimeSession(bundle.graph_path(n), device, threads) for n in names}
+    if backend == "torch":
+        from glimpse.runtime.torch_backend import torch_sessions
+
+        return torch_sessions(bundle, names, device, threads)
+    raise GlimpseError(f"unknown backend '{backend}' (choose from {', '.join(BACKENDS)})")
+
+
+class CaptionPipeline:
+    def __init__(
+        self, bundle: str | Path | Bundle, backend: str = "onnxruntime", device: str = "cpu", threads: int | None = None
+    ):
+        self.bundle = bundle if isinstance(bundle, Bundle) else Bundle(bundle)
+        if self.bundle.family != "sat":
+            raise BundleError(f"{self.bundle.path}: a '{self.bundle.family}' bundle, not a captioner")
+        self.vocab = self.bundle.vocab
+        self.preprocess = self.bundle.preprocess
+        self.sessions = open_sessions(self.bundle, ["encoder", "init", "step"], backend, device, threads)
+        self.grid = self.bundle.config["encoded_size"]
+
+    def __call__(
+        self,
+        images,
+        beam_size: int = 5,
+        max_steps: int = 51,
+        length_penalty: float = 0.0,
+        nbest: int = 1,
+        sampling: dict | None = None,
+        batch_size: int = 8,
+    ) -> list[Caption]:
+        """Caption images (paths, PIL images or HxWx3 uint8 arrays). ``sampling`` (temperature, top_k,
+        top_p, seed) replaces beam search by sampling."""
+        if not 1 <= beam_size <= len(self.vocab):
+            raise GlimpseError(
+                f"beam size must be between 1 and the vocabulary size {len(self.vocab)}, not {beam_size}"
+            )
+        if max_steps < 1:
+            raise GlimpseError(f"max steps must be at least 1, not {max_steps}")
+        images = list(images)
+        out = []
+        for i in range(0, len(images), batch_size):
+            chunk = images[i : i + batch_size]
+            pixels = np.stack([self.preprocess(_as_image(im)) for im in chunk])
+            results = self.decode(pixels, beam_size, max_steps, length_penalty, nbest, sampling)
+            out += [self._caption(_name(im, i + j), r) for j, (im, r) in enumerate(zip(chunk, results))]
+        return out
+
+    def decode(
+        self, pixels: np.ndarray, beam_size=5, max_steps=51, length_penalty=0.0, nbest=1, sampling=None
+    ) -> list[search.SearchResult]:
+        """Preprocessed images (B, 3, H, W) -> one search result per image."""
+        features = self.sessions["encoder"].run({"image": pixels})["features"]  # (B, P, E)
+        init = self.sessions["init"].run({"features": features})  # att_proj (B, P, A), h, c (B, D)
+        step_graph = self.sessions["step"]
+
+        def step(tokens, state):
+            out = step_graph.run(
+                {"features": features, "att_proj": init["att_proj"], "tokens": tokens, "h": state["h"], "c": state["c"]}
+            )
+            return out["logprobs"], {"h": out["h_next"], "c": out["c_next"]}, out["alpha"]
+
+        state = {"h": init["h"][:, None], "c": init["c"][:, None]}  # (B, 1, D): one start beam
+        start, end = self.vocab.special["start"], self.vocab.special["end"]
+        if sampling is not None:
+            return search.sample(step, state, len(pixels), start, end, max_steps, **sampling)
+        return search.beam_search(step, state, len(pixels), start, end, beam_size, max_steps, length_penalty, nbest)
+
+    def _caption(self, name: str, r: search.SearchResult) -> Caption:
+        start = self.vocab.special["start"]
+        words = self.vocab.decode(r.best.tokens)
+        alphas = None if r.best.alphas is None else r.best.alphas.reshape(-1, self.grid, self.grid)
+        return Caption(
+            name,
+            " ".join(words),
+            words,
+            [start] + r.best.tokens,
+            r.best.score,
+            r.best.finished,
+            alphas,
+            [(" ".join(self.vocab.decode(h.tokens)), h.score) for h in r.nbest],
+        )
+
+
+def _as_image(image) -> Image.Image:
+    if isinstance(image, (str, Path)):
+        return load_image(image)
+    if isinstance(image, Image.Image):
+        return to_rgb(image)
+    array = np.asarray(image)
+    if array.ndim == 2 or (array.ndim == 3 and array.shape[2] in (3, 4)):
+        return to_rgb(Image.fromarray(array.astype(np.uint8)))
+    raise GlimpseError(f"an image array must be HxW or HxWx3 uint8, not shape {array.shape}")
+
+
+def _name(image, index: int) -> str:
+    return str(image) if isinstance(image, (str, Path)) else f"<image {index}>"

@@ -1,0 +1,203 @@
+"""Decoding over a step function: beam search with the SAT tutorial's semantics, greedy, sampling.
+
+Everything is numpy over fixed-shape arrays with B images and K beam slots:
+
+    step(tokens (B, K) int64, state {name: (B, K, ...)}) -> logprobs (B, K, V), state, alpha (B, K, P) | None
+
+The beam search restates caption.py's ``caption_image_beam_search`` for a batch:
+
+* scores are cumulative sums of log-probs; at the first step only beam 0 is expanded (all beams
+  hold the same start state); later the top ``width`` of the live beams' width x V candidates win;
+* a winner that is ``<end>`` leaves the beam with its raw score and the live width shrinks by one;
+* decoding stops when no beam is live or after ``max_steps`` steps (51: the tutorial breaks after
+  the step that follows step 50);
+* the result is the finished hypothesis with the best score (raw sum unless ``length_penalty``);
+  where none finished, the best live one (the tutorial crashes there: ``max()`` of an empty list).
+
+Live beams are kept compacted in slots 0..width-1 in rank order, so the step runs on
+``max(width)`` slots only and batching never changes a result.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+StepFn = "Callable[[np.ndarray, dict], tuple[np.ndarray, dict, np.ndarray | None]]"
+
+
+@dataclass
+class Hypothesis:
+    tokens: list[int]  # generated tokens, with <end> if it finished (start token not included)
+    score: float  # sum of log-probs of ``tokens``
+    finished: bool
+    alphas: np.ndarray | None = None  # (len(tokens), P) attention of each generated token
+
+    def ranked(self, length_penalty: float) -> float:
+        return self.score / (len(self.tokens) ** length_penalty) if length_penalty else self.score
+
+
+@dataclass
+class SearchResult:
+    best: Hypothesis
+    nbest: list[Hypothesis] = field(default_factory=list)
+    steps: int = 0
+
+
+def gather_beams(x: np.ndarray, parents: np.ndarray) -> np.ndarray:
+    """x (B, K, ...) reordered along K by parents (B, K') -> (B, K', ...)."""
+    return np.take_along_axis(x, parents.reshape(parents.shape + (1,) * (x.ndim - 2)), axis=1)
+
+
+def top_candidates(scores: np.ndarray, logprobs: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Best k continuations per image over all live beams.
+
+    scores (B, K) cumulative (-inf for slots not to expand), logprobs (B, K, V)
+    -> new scores (B, k), parents (B, k), tokens (B, k); best first, ties to the lower flat index.
+    """
+    b, kk, v = logprobs.shape
+    cand = (scores[:, :, None] + logprobs).reshape(b, kk * v)  # (B, K*V)
+    part = np.argpartition(-cand, k - 1, axis=1)[:, :k] if k < kk * v else np.tile(np.arange(kk * v), (b, 1))
+    vals = np.take_along_axis(cand, part, axis=1)
+    order = np.lexsort((part, -vals), axis=1)  # by value descending, then index
+    idx = np.take_along_axis(part, order, axis=1)
+    return np.take_along_axis(cand, idx, axis=1), idx // v, idx % v
+
+
+def beam_search(
+    step,
+    state: dict[str, np.ndarray],
+    batch: int,
+    start: int,
+    end: int,
+    beam_size: int = 5,
+    max_steps: int = 51,
+    length_penalty: float = 0.0,
+    nbest: int = 1,
+) -> list[SearchResult]:
+    """Tutorial-semantics beam search for ``batch`` images; ``state`` arrays are (B, 1 or K, ...)."""
+    k = beam_size
+    state = {n: np.repeat(s, k, axis=1) if s.shape[1] == 1 else s for n, s in state.items()}  # (B, K, ...)
+    tokens = np.full((batch, k), start, np.int64)
+    scores = np.full((batch, k), -np.inf)
+    scores[:, 0] = 0.0  # step 1 expands beam 0 only
+    width = np.full(batch, k)  # live beams per image
+    seqs = np.zeros((batch, k, 0), np.int64)
+    alphas: np.ndarray | None = None
+    finished: list[list[Hypothesis]] = [[] for _ in range(batch)]
+    steps = 0
+    while steps < max_steps and width.max() > 0:
+        steps += 1
+        w = int(width.max())  # live beams sit in slots 0..width-1: run the step on w slots only
+        logprobs, new_state, alpha = step(tokens[:, :w], {n: s[:, :w] for n, s in state.items()})
+        new_scores, parents, words = top_candidates(scores[:, :w], logprobs, w)
+        rank = np.arange(w)[None, :]
+        chosen = rank < width[:, None]  # an image with width j keeps its j best
+        ended = chosen & (words == end)
+        live = chosen & ~ended
+
+        seqs = np.concatenate([gather_beams(seqs, parents), words[:, :, None]], axis=2)  # (B, w, t)
+        if alpha is not None:
+            a = gather_beams(alpha, parents)[:, :, None]  # (B, w, 1, P)
+            alphas = a if alphas is None else np.concatenate([gather_beams(alphas[:, :w], parents), a], axis=2)
+        for b, j in zip(*np.nonzero(ended)):
+            finished[b].append(
+                Hypothesis(seqs[b, j].tolist(), float(new_scores[b, j]), True, None if alphas is None else alphas[b, j])
+            )
+
+        # compact the live beams to the front, in rank order
+        keep = np.argsort(~live, axis=1, kind="stable")  # (B, w): live slots first
+        width = live.sum(axis=1)
+        scores = np.full((batch, k), -np.inf)
+        scores[:, :w] = np.where(np.take_along_axis(live, keep, 1), np.take_along_axis(new_scores, keep, 1), -np.inf)
+        tokens[:, :w] = np.take_along_axis(words, keep, 1)
+        src = np.take_along_axis(parents, keep, 1)  # state rows of the kept beams' parents
+        state = {n: _set_front(s, gather_beams(new_state[n], src)) for n, s in state.items()}
+        seqs = gather_beams(seqs, keep)
+        if alphas is not None:
+            alphas = gather_beams(alphas, keep)
+
+    results = []
+    for b in range(batch):
+        pool = sorted(finished[b], key=lambda h: -h.ranked(length_penalty))
+        if not pool:  # nothing finished: fall back to the live beams
+            pool = [
+                Hypothesis(seqs[b, j].tolist(), float(scores[b, j]), False, None if alphas is None else alphas[b, j])
+                for j in range(seqs.shape[1])
+                if np.isfinite(scores[b, j])
+            ]
+            pool.sort(key=lambda h: -h.ranked(length_penalty))
+        results.append(SearchResult(pool[0], pool[:nbest], steps))
+    return results
+
+
+def _set_front(full: np.ndarray, front: np.ndarray) -> np.ndarray:
+    out = full.copy()
+    out[:, : front.shape[1]] = front
+    return out
+
+
+def greedy(step, state, batch, start, end, max_steps=51) -> list[SearchResult]:
+    """The most probable token at each step: the tutorial's beam search with one beam."""
+    return beam_search(step, state, batch, start, end, beam_size=1, max_steps=max_steps)
+
+
+def sample(
+    step,
+    state: dict[str, np.ndarray],
+    batch: int,
+    start: int,
+    end: int,
+    max_steps: int = 51,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    seed: int | None = None,
+) -> list[SearchResult]:
+    """Ancestral sampling from softmax(logprobs / temperature), restricted to the top_k tokens and the
+    smallest set whose probability reaches top_p. Scores are the model's own (untempered) log-probs."""
+    if temperature <= 0:
+        raise ValueError("temperature must be > 0 (use greedy for temperature 0)")
+    rng = np.random.default_rng(seed)
+    state = {n: s[:, :1] for n, s in state.items()}
+    tokens = np.full((batch, 1), start, np.int64)
+    seqs: list[list[int]] = [[] for _ in range(batch)]
+    score = np.zeros(batch)
+    live = np.ones(batch, bool)
+    alphas: list[list[np.ndarray]] = [[] for _ in range(batch)]
+    steps = 0
+    while steps < max_steps and live.any():
+        steps += 1
+        logprobs, state, alpha = step(tokens, state)
+        lp = logprobs[:, 0].astype(np.float64)  # (B, V)
+        x = lp / temperature
+        if top_k:
+            kth = np.sort(x, axis=1)[:, -min(top_k, x.shape[1])][:, None]
+            x = np.where(x < kth, -np.inf, x)
+        p = np.exp(x - x.max(axis=1, keepdims=True))
+        p /= p.sum(axis=1, keepdims=True)
+        if top_p < 1.0:
+            order = np.argsort(-p, axis=1, kind="stable")
+            sorted_p = np.take_along_axis(p, order, 1)
+            drop = np.cumsum(sorted_p, axis=1) - sorted_p >= top_p  # keep through the token that reaches top_p
+            np.put_along_axis(p, order, np.where(drop, 0.0, sorted_p), 1)
+            p /= p.sum(axis=1, keepdims=True)
+        words = np.array([rng.choice(p.shape[1], p=p[b]) for b in range(batch)])
+        for b in np.nonzero(live)[0]:
+            seqs[b].append(int(words[b]))
+            score[b] += lp[b, words[b]]
+            if alpha is not None:
+                alphas[b].append(alpha[b, 0])
+        live &= words != end
+        tokens = words[:, None].astype(np.int64)
+    return [
+        SearchResult(
+            h := Hypothesis(
+                seqs[b], float(score[b]), seqs[b][-1:] == [end], np.stack(alphas[b]) if alphas[b] else None
+            ),
+            [h],
+            steps,
+        )
+        for b in range(batch)
+    ]
