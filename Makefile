@@ -14,14 +14,17 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $@
 
-# The main job on the embedded default (ONNX Runtime, CPU): a checkpoint in the tutorial's format,
-# exported to a checked bundle and inspected.
+PHOTO = $$($(BIN)/python -c 'import matplotlib, os; print(os.path.join(matplotlib.get_data_path(), "sample_data", "grace_hopper.jpg"))')
+
+# The main job on the embedded default (ONNX Runtime, CPU): a tutorial-size checkpoint in the
+# tutorial's format (random weights), exported to a checked bundle, inspected, and run on a photograph.
 demo: setup
 	$(BIN)/python tests/tutorial.py $(RUNS)/tutorial
 	$(BIN)/glimpse export sat --force --out $(RUNS)/sat-bundle \
 	  --checkpoint $(RUNS)/tutorial/BEST_checkpoint_coco_5_cap_per_img_5_min_word_freq.pth.tar \
 	  --word-map $(RUNS)/tutorial/WORDMAP_coco_5_cap_per_img_5_min_word_freq.json
 	$(BIN)/glimpse inspect $(RUNS)/sat-bundle
+	$(BIN)/glimpse caption $(RUNS)/sat-bundle $(PHOTO) --beam-size 5 --json --attention-plot $(RUNS)/attention.png
 
 test: setup
 	$(BIN)/python -m pytest

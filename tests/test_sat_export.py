@@ -71,21 +71,15 @@ def test_tampered_graph_is_detected(small_bundle, tmp_path):
         Bundle(copy).graph_path("step")
 
 
+def export_argv(checkpoint, out):
+    return ["export", "sat", "--checkpoint", str(checkpoint[0]), "--word-map", str(checkpoint[1]), "--out", str(out)]
+
+
 def test_refuses_to_overwrite_a_directory_that_is_not_a_bundle(small_checkpoint, tmp_path, capsys):
     out = tmp_path / "precious"
     out.mkdir()
     (out / "thesis.tex").write_text("years of work")
-    argv = [
-        "export",
-        "sat",
-        "--checkpoint",
-        str(small_checkpoint[0]),
-        "--word-map",
-        str(small_checkpoint[1]),
-        "--out",
-        str(out),
-    ]
-    assert main(argv) == 2
+    assert main(export_argv(small_checkpoint, out)) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "precious: exists and is not a bundle" in err
     assert (out / "thesis.tex").read_text() == "years of work"
@@ -93,18 +87,7 @@ def test_refuses_to_overwrite_a_directory_that_is_not_a_bundle(small_checkpoint,
 
 def test_cli_export_and_inspect(small_checkpoint, tmp_path, capsys, photo):
     out = tmp_path / "bundle"
-    argv = [
-        "export",
-        "sat",
-        "--checkpoint",
-        str(small_checkpoint[0]),
-        "--word-map",
-        str(small_checkpoint[1]),
-        "--out",
-        str(out),
-        "--images",
-        str(photo),
-    ]
+    argv = export_argv(small_checkpoint, out) + ["--images", str(photo)]
     assert main(argv) == 0
     assert "checked  step.onnx" in capsys.readouterr().err
     manifest = json.loads((out / "manifest.json").read_text())
