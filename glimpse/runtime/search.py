@@ -24,8 +24,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-StepFn = "Callable[[np.ndarray, dict], tuple[np.ndarray, dict, np.ndarray | None]]"
-
 
 @dataclass
 class Hypothesis:
