@@ -45,7 +45,7 @@ class SearchResult:
 
 def gather_beams(x: np.ndarray, parents: np.ndarray) -> np.ndarray:
     """x (B, K, ...) reordered along K by parents (B, K') -> (B, K', ...)."""
-    return np.take_along_axis(x, parents.reshape(parents.shape + (1,) * (x.ndim - 2)), axis=1)
+    return x[np.arange(len(x))[:, None], parents]  # fancy indexing: a fraction of take_along_axis's overhead
 
 
 def top_candidates(scores: np.ndarray, logprobs: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -108,9 +108,9 @@ def beam_search(
         keep = np.argsort(~live, axis=1, kind="stable")  # (B, w): live slots first
         width = live.sum(axis=1)
         scores = np.full((batch, k), -np.inf)
-        scores[:, :w] = np.where(np.take_along_axis(live, keep, 1), np.take_along_axis(new_scores, keep, 1), -np.inf)
-        tokens[:, :w] = np.take_along_axis(words, keep, 1)
-        src = np.take_along_axis(parents, keep, 1)  # state rows of the kept beams' parents
+        scores[:, :w] = np.where(gather_beams(live, keep), gather_beams(new_scores, keep), -np.inf)
+        tokens[:, :w] = gather_beams(words, keep)
+        src = gather_beams(parents, keep)  # state rows of the kept beams' parents
         state = {n: _set_front(s, gather_beams(new_state[n], src)) for n, s in state.items()}
         seqs = gather_beams(seqs, keep)
         if alphas is not None:
