@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 RUNS   := runs
 
-.PHONY: setup demo test test-fast lint bench clean
+.PHONY: setup demo tutorial demo-model test test-fast lint bench clean
 
 setup: $(VENV)/.installed
 
@@ -16,9 +16,17 @@ $(VENV)/.installed: pyproject.toml
 
 PHOTO = $$($(BIN)/python -c 'import matplotlib, os; print(os.path.join(matplotlib.get_data_path(), "sample_data", "grace_hopper.jpg"))')
 
-# The main job on the embedded default (ONNX Runtime, CPU): a tutorial-size checkpoint in the
-# tutorial's format (random weights), exported to a checked bundle, inspected, and run on a photograph.
+# The main job on the embedded default (ONNX Runtime, CPU): the packaged demo model (trained on
+# generated scenes, in the tutorial's checkpoint format) exported, run on held-out scenes, scored, timed.
 demo: setup
+	$(BIN)/glimpse demo --out $(RUNS)/demo --attention-plot $(RUNS)/demo/attention.png
+
+# Remake the packaged demo model (about 20 minutes on 2 cores).
+demo-model: setup
+	$(BIN)/glimpse demo train --out glimpse/demo/checkpoints/sat
+
+# A tutorial-size checkpoint (ResNet-101, random weights) in the tutorial's format: export, inspect, caption.
+tutorial: setup
 	$(BIN)/python tests/tutorial.py $(RUNS)/tutorial
 	$(BIN)/glimpse export sat --force --out $(RUNS)/sat-bundle \
 	  --checkpoint $(RUNS)/tutorial/BEST_checkpoint_coco_5_cap_per_img_5_min_word_freq.pth.tar \
@@ -36,7 +44,10 @@ lint: setup
 	$(BIN)/ruff check glimpse tests benchmarks
 	$(BIN)/ruff format --check glimpse tests benchmarks
 
+# The benchmark suite on this machine's CPU: the tutorial-size model, then the demo model; one step alone.
 bench: setup
+	$(BIN)/glimpse bench --model tutorial
+	$(BIN)/glimpse bench --model demo --images 20
 	$(BIN)/python benchmarks/sat_step.py
 
 clean:

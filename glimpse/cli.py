@@ -20,7 +20,7 @@ def cmd_export(args) -> None:
 
     check_output_dir(Path(args.out), args.force)  # before the slow import
     log(f"importing {args.checkpoint}")
-    model, vocab, preprocess = import_sat(args.checkpoint, args.word_map)
+    model, vocab, preprocess = import_sat(args.checkpoint, args.word_map, args.image_size)
     c = model.config
     log(
         f"sat: {c.backbone}, attention {c.attention_dim}, embedding {c.embed_dim}, decoder {c.decoder_dim},"
@@ -126,6 +126,48 @@ def cmd_caption(args) -> None:
         raise GlimpseError(f"{failed} of {len(files)} images could not be read (reported above)")
 
 
+def cmd_demo(args) -> None:
+    from glimpse.demo import run
+
+    run.run(
+        Path(args.out),
+        checkpoints=Path(args.checkpoints) if args.checkpoints else run.PACKAGED,
+        count=args.scenes,
+        show=args.show,
+        beam_size=args.beam_size,
+        speed_scenes=args.speed_scenes,
+        attention_plot=Path(args.attention_plot) if args.attention_plot else None,
+        threads=args.threads,
+        log=log,
+    )
+
+
+def cmd_demo_train(args) -> None:
+    from glimpse.demo.train_sat import TrainConfig, train
+
+    config = TrainConfig(steps=args.steps, batch_size=args.batch_size, val_every=args.val_every, seed=args.seed)
+    train(args.out, config, log=log)
+
+
+def cmd_bench(args) -> None:
+    from glimpse import bench
+
+    bench.run(
+        args.model,
+        out=Path(args.out),
+        cache=Path(args.cache),
+        device=args.device,
+        contenders=tuple(args.contenders),
+        beams=tuple(args.beams),
+        batches=tuple(args.batches),
+        images=args.images,
+        throughput_beam=args.throughput_beam,
+        threads=args.threads,
+        compile=args.compile,
+        log=log,
+    )
+
+
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
@@ -161,6 +203,12 @@ def parser() -> argparse.ArgumentParser:
         " through an allow-list: no code from it runs), or a state dict with encoder./decoder. keys",
     )
     sat.add_argument("--word-map", required=True, help="the tutorial's WORDMAP_*.json")
+    sat.add_argument(
+        "--image-size",
+        type=int,
+        default=256,
+        help="side images were resized to in training (default 256, the tutorial's; checkpoints do not say)",
+    )
     sat.add_argument("--out", required=True, help="bundle directory to write")
     sat.add_argument(
         "--images",
@@ -219,6 +267,83 @@ def parser() -> argparse.ArgumentParser:
     )
     c.add_argument("--attention-plot", metavar="OUT.png", help="write each word's attention map over the image")
     c.set_defaults(run=cmd_caption)
+
+    d = sub.add_parser(
+        "demo",
+        help="caption generated scenes with the packaged demo model; score it and time it",
+        description="Import the packaged demo checkpoint (a Show-Attend-Tell model trained on generated scenes of"
+        " coloured shapes, saved in the tutorial's format), export it to a bundle (once; reused), caption held-out"
+        " test scenes with ONNX Runtime on the CPU, print them beside their reference captions with BLEU and CIDEr"
+        " (pycocoevalcap), check the torch backend gives the same captions, and time glimpse against the"
+        " tutorial's caption.py loop.",
+        epilog="examples: glimpse demo | glimpse demo --attention-plot attention.png | glimpse demo train --out my-demo"
+        " && glimpse demo --checkpoints my-demo",
+    )
+    d.add_argument(
+        "--out", default="glimpse-demo", help="directory for the bundle and scene images (default glimpse-demo)"
+    )
+    d.add_argument("--checkpoints", help="a directory written by 'glimpse demo train' (default: the packaged model)")
+    d.add_argument("--scenes", type=int, default=500, help="held-out test scenes to caption and score (default 500)")
+    d.add_argument("--show", type=int, default=8, help="scenes to print beside their references (default 8)")
+    d.add_argument("--beam-size", "-b", type=int, default=3, help="beam width (default 3)")
+    d.add_argument(
+        "--speed-scenes",
+        type=int,
+        default=20,
+        help="scenes to time at batch 1 against the reference (default 20; 0 skips)",
+    )
+    d.add_argument("--attention-plot", metavar="OUT.png", help="write the first scene's attention maps")
+    d.add_argument("--threads", type=int, default=None, help="CPU threads (default: the cores this process may use)")
+    d.set_defaults(run=cmd_demo)
+    demo_sub = d.add_subparsers(dest="demo_command", metavar="train")
+    t = demo_sub.add_parser(
+        "train",
+        help="train the demo model from scratch (about 20 minutes on 2 CPU cores)",
+        description="Train the demo Show-Attend-Tell model on freshly generated scenes as the tutorial's train.py"
+        " trains, validating every --val-every steps, and write the best checkpoint and its word map in the"
+        " tutorial's layout (BEST_checkpoint_shapes.pth.tar, WORDMAP_shapes.json).",
+    )
+    t.add_argument("--out", required=True, help="directory to write the checkpoint and word map into")
+    t.add_argument("--steps", type=int, default=1500, help="optimizer steps (default 1500)")
+    t.add_argument("--batch-size", type=int, default=32, help="scenes per step (default 32)")
+    t.add_argument("--val-every", type=int, default=250, help="validate and keep the best every N steps (default 250)")
+    t.add_argument("--seed", type=int, default=0, help="random seed of the initialisation and caption choice")
+    t.set_defaults(run=cmd_demo_train)
+
+    b = sub.add_parser(
+        "bench",
+        help="measure captioning latency, throughput and memory against the tutorial's reference",
+        description="Run the benchmark suite: the tutorial's caption.py (eager PyTorch, one image at a time),"
+        " glimpse's torch backend and glimpse on ONNX Runtime, each in its own process on the same device."
+        " Prints a table and writes JSON, markdown and a PNG plot; every figure is also a ratio to the reference"
+        " measured in the same run.",
+        epilog="examples: glimpse bench | glimpse bench --model demo --images 20 | glimpse bench --device cuda"
+        " | glimpse bench --model my-bundle --contenders onnxruntime --batches 1 8 32",
+    )
+    b.add_argument(
+        "--model",
+        default="tutorial",
+        help="tutorial (default: ResNet-101, 512/512/512, 9,490 words, random weights), demo (the packaged"
+        " demo model), or a sat bundle directory",
+    )
+    b.add_argument("--device", default="cpu", help="cpu (default) or cuda[:N]")
+    b.add_argument(
+        "--contenders",
+        nargs="+",
+        default=["reference", "torch", "onnxruntime"],
+        choices=["reference", "torch", "onnxruntime"],
+    )
+    b.add_argument("--beams", nargs="+", type=int, default=[1, 3, 5], help="beam widths for latency (default 1 3 5)")
+    b.add_argument(
+        "--batches", nargs="+", type=int, default=[1, 2, 4, 8, 16, 32, 64], help="batch sizes for throughput"
+    )
+    b.add_argument("--throughput-beam", type=int, default=5, help="beam width of the throughput runs (default 5)")
+    b.add_argument("--images", type=int, default=12, help="test scenes timed per beam at batch 1 (default 12)")
+    b.add_argument("--threads", type=int, default=None, help="CPU threads (default: the cores this process may use)")
+    b.add_argument("--compile", action="store_true", help="torch contender: torch.compile each graph")
+    b.add_argument("--out", default="benchmarks/results", help="directory for the results (default benchmarks/results)")
+    b.add_argument("--cache", default="runs/bench", help="directory for the exported bundles (default runs/bench)")
+    b.set_defaults(run=cmd_bench)
 
     i = sub.add_parser(
         "inspect",

@@ -8,13 +8,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from reference_loop import tutorial_beam_search
 
 import tutorial
 from glimpse.checkpoints.sat import import_sat
 from glimpse.cli import main
 from glimpse.export.sat import export_sat
 from glimpse.images import load_image
+from glimpse.models.sat_reference import beam_search as tutorial_beam_search
 from glimpse.runtime.caption import CaptionPipeline
 
 

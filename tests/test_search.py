@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 import torch
-from reference_loop import tutorial_beam_search
 
+from glimpse.models.sat_reference import beam_search as tutorial_beam_search
 from glimpse.runtime.search import beam_search, greedy, sample
 
 A, B, C, START, END = 0, 1, 2, 3, 4  # a five-word vocabulary

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import torch
 
+from glimpse.models.sat import settle_batchnorm
+
 FIXTURES = Path(__file__).parent / "fixtures" / "tutorial"
 
 
@@ -24,27 +26,6 @@ def word_map(n_words: int) -> dict:
         wm[tok] = len(wm) + 1
     wm["<pad>"] = 0
     return wm
-
-
-@torch.no_grad()
-def settle_batchnorm(encoder, image_size=256, batches=2, seed=0, residual_gamma=0.2):
-    """Make a random ResNet look trained where numerics care: running statistics from data (a fresh
-    one's activations grow to 1e5 over 100 layers), and the small scale trained networks learn for the
-    last BatchNorm of each residual branch (with 1, the residual stream grows block after block until
-    float32 cancellation costs even PyTorch itself 2e-4 relative error against float64)."""
-    from torchvision.models.resnet import BasicBlock, Bottleneck
-
-    g = torch.Generator().manual_seed(seed)
-    for m in encoder.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.reset_running_stats()
-            m.momentum = None  # cumulative average
-        if isinstance(m, (BasicBlock, Bottleneck)):
-            (m.bn3 if isinstance(m, Bottleneck) else m.bn2).weight.fill_(residual_gamma)
-    encoder.train()
-    for _ in range(batches):
-        encoder(torch.rand(4, 3, image_size, image_size, generator=g) * 4 - 2)
-    encoder.eval()
 
 
 def write_checkpoint(out_dir: Path, backbone="resnet101", n_words=50, dims=(512, 512, 512), seed=0):

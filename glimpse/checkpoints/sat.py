@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import sys
+import types
 from pathlib import Path
 
 from glimpse.checkpoints.unpickler import Inert, safe_load, state_dict_of
-from glimpse.errors import CheckpointError
+from glimpse.errors import CheckpointError, GlimpseError
 from glimpse.preprocess import Preprocess
 from glimpse.vocab import Vocab
 
@@ -62,14 +64,17 @@ def load_sat_weights(path: str | Path) -> tuple[dict, dict, int]:
     return sds[0], sds[1], int(encoded_size)
 
 
-def import_sat(checkpoint: str | Path, word_map: str | Path):
-    """-> (ShowAttendTell in eval mode, Vocab, Preprocess), checked against each other."""
+def import_sat(checkpoint: str | Path, word_map: str | Path, image_size: int = 256):
+    """-> (ShowAttendTell in eval mode, Vocab, Preprocess), checked against each other. ``image_size``:
+    the side images were resized to in training (the tutorial's 256; checkpoints do not record it)."""
     from glimpse.models.sat import ShowAttendTell, infer_config
 
+    if image_size < 32:
+        raise GlimpseError(f"image size {image_size} is too small: a ResNet needs at least 32x32 pixels")
     vocab = load_word_map(word_map)
     encoder_sd, decoder_sd, encoded_size = load_sat_weights(checkpoint)
     try:
-        config = infer_config(encoder_sd, decoder_sd, encoded_size=encoded_size)
+        config = infer_config(encoder_sd, decoder_sd, encoded_size=encoded_size, image_size=image_size)
     except KeyError as e:
         raise CheckpointError(f"{checkpoint}: not a Show-Attend-Tell checkpoint (no {e} weight)") from None
     except ValueError as e:
@@ -92,3 +97,30 @@ def import_sat(checkpoint: str | Path, word_map: str | Path):
                 f" (missing {missing[:3]}, unexpected {unexpected[:3]})"
             )
     return model.eval(), vocab, Preprocess(size=(config.image_size, config.image_size))
+
+
+def save_tutorial_checkpoint(path: str | Path, model, **entries) -> None:
+    """Save as the tutorial's train.py does: one dict holding the whole pickled encoder and decoder,
+    whose classes the pickle names ``models.Encoder``, ``models.DecoderWithAttention`` and
+    ``models.Attention`` (the tutorial's models.py), beside ``entries`` (epoch, bleu-4, ...)."""
+    import torch
+
+    from glimpse.models import sat
+
+    classes = (sat.Encoder, sat.Attention, sat.DecoderWithAttention)
+    alias = types.ModuleType("models")
+    for c in classes:
+        setattr(alias, c.__name__, c)
+    shadowed = sys.modules.get("models")
+    sys.modules["models"] = alias
+    try:  # pickle writes a class as (its __module__, its name); lend ours the tutorial's module name
+        for c in classes:
+            c.__module__ = "models"
+        torch.save({**entries, "encoder": model.encoder, "decoder": model.decoder}, path)
+    finally:
+        for c in classes:
+            c.__module__ = sat.__name__
+        if shadowed is None:
+            del sys.modules["models"]
+        else:
+            sys.modules["models"] = shadowed

@@ -14,7 +14,7 @@ from glimpse import __version__
 from glimpse.bundle import BundleWriter, sha256_of
 from glimpse.errors import ExportError
 from glimpse.export import onnx as onnx_export
-from glimpse.models.sat import ShowAttendTell, reference_step
+from glimpse.models.sat import GRAPH_IO, ShowAttendTell, reference_step
 from glimpse.preprocess import Preprocess
 from glimpse.runtime.session import OnnxRuntimeSession
 from glimpse.vocab import Vocab
@@ -31,10 +31,8 @@ def cut(model: ShowAttendTell, batch: int = 2, beam: int = 3) -> list[onnx_expor
         att_proj, h, c = g["init"](features)
     by_beam = {0: "batch", 1: "beam"}
     return [
-        onnx_export.Graph("encoder", g["encoder"], {"image": image}, ["features"], {"image": {0: "batch"}}),
-        onnx_export.Graph(
-            "init", g["init"], {"features": features}, ["att_proj", "h", "c"], {"features": {0: "batch"}}
-        ),
+        onnx_export.Graph("encoder", g["encoder"], {"image": image}, GRAPH_IO["encoder"][1], {"image": {0: "batch"}}),
+        onnx_export.Graph("init", g["init"], {"features": features}, GRAPH_IO["init"][1], {"features": {0: "batch"}}),
         onnx_export.Graph(
             "step",
             g["step"],
@@ -45,7 +43,7 @@ def cut(model: ShowAttendTell, batch: int = 2, beam: int = 3) -> list[onnx_expor
                 "h": h.unsqueeze(1).expand(-1, beam, -1).contiguous(),
                 "c": c.unsqueeze(1).expand(-1, beam, -1).contiguous(),
             },
-            ["logprobs", "h_next", "c_next", "alpha"],
+            GRAPH_IO["step"][1],
             {"features": {0: "batch"}, "att_proj": {0: "batch"}, "tokens": by_beam, "h": by_beam, "c": by_beam},
         ),
     ]

@@ -19,11 +19,13 @@ from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
-import torchvision
 from torch import nn
+from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 
 # Blocks per stage and block kind of each torchvision ResNet; used to read the depth from weights.
+# resnet10 is ResNet(BasicBlock, [1, 1, 1, 1]), the small backbone of glimpse's demo model.
 RESNETS = {
+    "resnet10": ((1, 1, 1, 1), "basic"),
     "resnet18": ((2, 2, 2, 2), "basic"),
     "resnet34": ((3, 4, 6, 3), "basic"),
     "resnet50": ((3, 4, 6, 3), "bottleneck"),
@@ -56,7 +58,8 @@ class Encoder(nn.Module):
     def __init__(self, backbone: str = "resnet101", encoded_image_size: int = 14):
         super().__init__()
         self.enc_image_size = encoded_image_size
-        resnet = getattr(torchvision.models, backbone)(weights=None)
+        layers, kind = RESNETS[backbone]
+        resnet = ResNet(BasicBlock if kind == "basic" else Bottleneck, list(layers))  # = torchvision's resnetNN()
         self.resnet = nn.Sequential(*list(resnet.children())[:-2])
         self.adaptive_pool = nn.AdaptiveAvgPool2d((encoded_image_size, encoded_image_size))
 
@@ -122,6 +125,14 @@ def reference_step(decoder: DecoderWithAttention, encoder_out, prev_words, h, c)
     return F.log_softmax(decoder.fc(h), dim=1), h, c, alpha
 
 
+# Names of each graph's inputs and outputs, shared by the ONNX export and the torch backend.
+GRAPH_IO = {
+    "encoder": (["image"], ["features"]),
+    "init": (["features"], ["att_proj", "h", "c"]),
+    "step": (["features", "att_proj", "tokens", "h", "c"], ["logprobs", "h_next", "c_next", "alpha"]),
+}
+
+
 class ShowAttendTell(nn.Module):
     """The tutorial's encoder and decoder under one roof; state_dict keys ``encoder.*`` and ``decoder.*``."""
 
@@ -166,6 +177,25 @@ def infer_backbone(encoder_sd: dict) -> str:
         if spec == (blocks, kind):
             return name
     raise ValueError(f"encoder weights are not a torchvision ResNet ({kind} blocks per stage {blocks})")
+
+
+@torch.no_grad()
+def settle_batchnorm(encoder, image_size=256, batches=2, seed=0, residual_gamma=0.2):
+    """Make a random ResNet look trained where numerics care: running statistics from data (a fresh
+    one's activations grow to 1e5 over 100 layers), and the small scale trained networks learn for the
+    last BatchNorm of each residual branch (with 1, the residual stream grows block after block until
+    float32 cancellation costs even PyTorch itself 2e-4 relative error against float64)."""
+    g = torch.Generator().manual_seed(seed)
+    for m in encoder.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average
+        if isinstance(m, (BasicBlock, Bottleneck)):
+            (m.bn3 if isinstance(m, Bottleneck) else m.bn2).weight.fill_(residual_gamma)
+    encoder.train()
+    for _ in range(batches):
+        encoder(torch.rand(4, 3, image_size, image_size, generator=g) * 4 - 2)
+    encoder.eval()
 
 
 # --------------------------------------------------------------------------- the inference cut

@@ -9,6 +9,7 @@ Per batch of images: preprocess -> encoder -> init (once per image) -> search ov
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -65,6 +66,17 @@ class CaptionPipeline:
         self.sessions = open_sessions(self.bundle, ["encoder", "init", "step"], backend, device, threads)
         self.grid = self.bundle.config["encoded_size"]
 
+    @classmethod
+    def from_model(cls, model, vocab, preprocess) -> CaptionPipeline:
+        """Over an in-memory ShowAttendTell on the torch backend, without a bundle (validation in training)."""
+        from glimpse.models.sat import GRAPH_IO
+        from glimpse.runtime.torch_backend import TorchSession
+
+        self = cls.__new__(cls)
+        self.bundle, self.vocab, self.preprocess, self.grid = None, vocab, preprocess, model.config.encoded_size
+        self.sessions = {n: TorchSession(g, *GRAPH_IO[n]) for n, g in model.graphs().items()}
+        return self
+
     def __call__(
         self,
         images,
@@ -93,11 +105,15 @@ class CaptionPipeline:
         return out
 
     def decode(
-        self, pixels: np.ndarray, beam_size=5, max_steps=51, length_penalty=0.0, nbest=1, sampling=None
+        self, pixels: np.ndarray, beam_size=5, max_steps=51, length_penalty=0.0, nbest=1, sampling=None, timings=None
     ) -> list[search.SearchResult]:
-        """Preprocessed images (B, 3, H, W) -> one search result per image."""
+        """Preprocessed images (B, 3, H, W) -> one search result per image. ``timings``, a dict, receives
+        the seconds spent in the encoder, init and decode phases and the number of decode steps."""
+        t0 = time.perf_counter()
         features = self.sessions["encoder"].run({"image": pixels})["features"]  # (B, P, E)
+        t1 = time.perf_counter()
         init = self.sessions["init"].run({"features": features})  # att_proj (B, P, A), h, c (B, D)
+        t2 = time.perf_counter()
         step_graph = self.sessions["step"]
 
         def step(tokens, state):
@@ -109,8 +125,15 @@ class CaptionPipeline:
         state = {"h": init["h"][:, None], "c": init["c"][:, None]}  # (B, 1, D): one start beam
         start, end = self.vocab.special["start"], self.vocab.special["end"]
         if sampling is not None:
-            return search.sample(step, state, len(pixels), start, end, max_steps, **sampling)
-        return search.beam_search(step, state, len(pixels), start, end, beam_size, max_steps, length_penalty, nbest)
+            results = search.sample(step, state, len(pixels), start, end, max_steps, **sampling)
+        else:
+            results = search.beam_search(
+                step, state, len(pixels), start, end, beam_size, max_steps, length_penalty, nbest
+            )
+        if timings is not None:
+            steps = max(r.steps for r in results)
+            timings.update(encoder=t1 - t0, init=t2 - t1, decode=time.perf_counter() - t2, steps=steps)
+        return results
 
     def _caption(self, name: str, r: search.SearchResult) -> Caption:
         start = self.vocab.special["start"]

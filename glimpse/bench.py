@@ -1,0 +1,284 @@
+"""``glimpse bench``: captioning latency, throughput and memory of glimpse against the reference.
+
+Contenders, on one device, in one run, each in a process of its own (so that its peak memory is its
+own and no thread pool of another lingers on the cores):
+
+    reference    the tutorial's caption.py: one image at a time, the features copied per beam, the
+                 attention projection recomputed every step, top-k on the host, eager PyTorch
+    torch        glimpse's graph split on its torch backend, eager (``--compile``: torch.compile)
+    onnxruntime  glimpse's ONNX graphs on ONNX Runtime
+
+Figures: latency of one image at batch 1 per beam width (p50/p90/p99 over the images; the median
+split into preprocess, encoder, init and decode; decode steps per caption), throughput in images/s per
+batch size (batched beam search; the reference has no batching, so its images/s is one image at a
+time at every batch size), peak memory, and every figure as a ratio to the reference's.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from glimpse.bundle import Bundle, is_bundle
+from glimpse.errors import GlimpseError
+
+CONTENDERS = ("reference", "torch", "onnxruntime")
+PHASES = ("preprocess", "encoder", "init", "decode")
+
+
+# --------------------------------------------------------------------------- models
+
+
+def tutorial_bundle(out: Path, log: Callable[[str], None]) -> Bundle:
+    """The tutorial-size captioner (ResNet-101, 512/512/512, 9,490 words, 256x256) with random weights
+    and trained-like BatchNorm statistics, exported once to ``out``."""
+    if is_bundle(out) and Bundle(out).manifest["source"].get("model") == "tutorial-size, random, seed 0":
+        return Bundle(out)
+    import torch
+
+    from glimpse.export.sat import export_sat
+    from glimpse.models.sat import SATConfig, ShowAttendTell, settle_batchnorm
+    from glimpse.preprocess import Preprocess
+    from glimpse.vocab import Vocab
+
+    log(f"exporting the tutorial-size model (random weights) to {out}")
+    torch.manual_seed(0)
+    model = ShowAttendTell(SATConfig())
+    settle_batchnorm(model.encoder)
+    n = model.config.vocab_size  # the tutorial's word map: <pad> 0, words, <unk> <start> <end>
+    itos = ["<pad>", *(f"w{i}" for i in range(1, n - 3)), "<unk>", "<start>", "<end>"]
+    vocab = Vocab(itos, {"pad": 0, "unk": n - 3, "start": n - 2, "end": n - 1})
+    source = {"model": "tutorial-size, random, seed 0"}
+    return Bundle(export_sat(model.eval(), vocab, Preprocess(), out, force=True, source=source, log=log))
+
+
+def demo_bundle(out: Path, log: Callable[[str], None]) -> Bundle:
+    from glimpse.demo.run import PACKAGED, sat_bundle
+
+    return sat_bundle(PACKAGED, out, log)
+
+
+# --------------------------------------------------------------------------- one contender (a worker process)
+
+
+def contender(name: str, bundle: Bundle, device: str, threads: int | None, compile: bool):
+    """-> caption(images, beam, batch) -> seconds per phase (summed over the images) and decode steps."""
+    from glimpse.runtime.caption import CaptionPipeline
+
+    preprocess = bundle.preprocess
+    if name == "reference":
+        import torch
+
+        from glimpse.models.sat import SATConfig, ShowAttendTell
+        from glimpse.models.sat_reference import caption_image_beam_search
+        from glimpse.runtime.session import cpu_threads
+
+        torch.set_num_threads(threads or cpu_threads())
+        model = ShowAttendTell(SATConfig(**bundle.config))
+        model.load_state_dict(torch.load(bundle.file_path("weights"), map_location="cpu", weights_only=True))
+        model.eval().to(device)
+        start, end = bundle.vocab.special["start"], bundle.vocab.special["end"]
+
+        def caption(images, beam, batch):
+            total = dict.fromkeys(PHASES, 0.0) | {"steps": 0}
+            for image in images:  # one at a time: caption.py has no batching
+                t = time.perf_counter()
+                pixels = torch.from_numpy(preprocess(image)).to(device)
+                total["preprocess"] += time.perf_counter() - t
+                timings: dict = {}
+                caption_image_beam_search(model, pixels, beam, start, end, timings)
+                for k, v in timings.items():
+                    total[k] += v
+            return total
+
+        return caption
+
+    if name not in ("torch", "onnxruntime"):
+        raise GlimpseError(f"unknown contender '{name}' (choose from {', '.join(CONTENDERS)})")
+    pipe = CaptionPipeline(bundle, backend=name, device=device, threads=threads)
+    if compile and name == "torch":
+        import torch
+
+        for session in pipe.sessions.values():
+            session.module = torch.compile(session.module, dynamic=True)
+
+    def caption(images, beam, batch):
+        total = dict.fromkeys(PHASES, 0.0) | {"steps": 0}
+        for i in range(0, len(images), batch):
+            t = time.perf_counter()
+            pixels = np.stack([preprocess(im) for im in images[i : i + batch]])
+            total["preprocess"] += time.perf_counter() - t
+            timings: dict = {}
+            pipe.decode(pixels, beam, timings=timings)
+            for k, v in timings.items():
+                total[k] += v
+        return total
+
+    return caption
+
+
+def measure(spec: dict) -> dict:
+    """Run one contender through the latency and throughput measurements of ``spec``."""
+    from glimpse.demo import scenes
+
+    bundle = Bundle(spec["bundle"])
+    side = bundle.preprocess.output_size[0]
+    images = [s.image(side) for s in scenes.scenes("test", spec["images"])]
+    caption = contender(spec["contender"], bundle, spec["device"], spec["threads"], spec["compile"])
+    caption(images[:1], 1, 1)  # warm-up: first-run allocations, lazy initialisation
+
+    latency = {}
+    for beam in spec["beams"]:
+        caption(images[:1], beam, 1)
+        runs = []
+        for image in images:
+            t = time.perf_counter()
+            phases = caption([image], beam, 1)
+            runs.append({"total": time.perf_counter() - t, **phases})
+        totals = np.array([r["total"] for r in runs]) * 1e3
+        latency[beam] = {
+            **{f"p{q}_ms": float(np.percentile(totals, q)) for q in (50, 90, 99)},
+            "mean_ms": float(totals.mean()),
+            **{f"{p}_ms": statistics.median(r[p] for r in runs) * 1e3 for p in PHASES},
+            "steps": statistics.mean(r["steps"] for r in runs),
+        }
+
+    throughput = {}
+    beam = spec["throughput_beam"]
+    if spec["contender"] == "reference":  # no batching: images/s is the same at every batch size
+        if beam in latency:
+            per_image = latency[beam]["mean_ms"]
+        else:
+            t = time.perf_counter()
+            caption(images, beam, 1)
+            per_image = (time.perf_counter() - t) / len(images) * 1e3
+        throughput = {b: 1e3 / per_image for b in spec["batches"]}
+    else:
+        for b in spec["batches"]:
+            batch = (images * (b // len(images) + 1))[:b]
+            seconds = []
+            for _ in range(max(1, min(3, 16 // b))):
+                t = time.perf_counter()
+                caption(batch, beam, b)
+                seconds.append(time.perf_counter() - t)
+            throughput[b] = b / statistics.median(seconds)
+    return {"latency": latency, "throughput": throughput, "memory": memory(spec["device"])}
+
+
+def memory(device: str) -> dict:
+    """Peak resident memory of this process (and peak CUDA memory allocated through torch), MiB."""
+    out = {"peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}  # Linux: KiB
+    if device.startswith("cuda"):
+        import torch
+
+        out["peak_cuda_mib"] = torch.cuda.max_memory_allocated() / 2**20
+    return out
+
+
+# --------------------------------------------------------------------------- the suite
+
+
+def run(
+    model: str,
+    out: Path,
+    cache: Path,
+    device: str = "cpu",
+    contenders: tuple[str, ...] = CONTENDERS,
+    beams: tuple[int, ...] = (1, 3, 5),
+    batches: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64),
+    images: int = 12,
+    throughput_beam: int = 5,
+    threads: int | None = None,
+    compile: bool = False,
+    log: Callable[[str], None] = print,
+) -> dict:
+    """Measure every contender on ``model`` ("tutorial", "demo" or a bundle directory); write
+    ``out/sat-<model>-<device>.{json,md,png}`` and print the table. -> the results."""
+    from glimpse.bench_report import markdown, plot
+
+    if model == "tutorial":
+        bundle = tutorial_bundle(cache / "tutorial-bundle", log)
+    elif model == "demo":
+        bundle = demo_bundle(cache / "demo-bundle", log)
+    else:
+        bundle, model = Bundle(model), Path(model).name
+    spec = {
+        "bundle": str(bundle.path),
+        "device": device,
+        "beams": list(beams),
+        "batches": list(batches),
+        "images": images,
+        "throughput_beam": throughput_beam,
+        "threads": threads,
+        "compile": compile,
+    }
+    results = {"model": model, "config": bundle.config, "machine": machine(device, threads), "settings": spec}
+    results["contenders"] = {}
+    for name in contenders:
+        log(f"measuring {name} on {device} ...")
+        results["contenders"][name] = worker({**spec, "contender": name})
+    out.mkdir(parents=True, exist_ok=True)
+    stem = out / f"sat-{model}-{device.replace(':', '')}"
+    stem.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
+    table = markdown(results)
+    stem.with_suffix(".md").write_text(table)
+    plot(results, stem.with_suffix(".png"))
+    print(table)
+    log(f"wrote {stem}.json, .md and .png")
+    return results
+
+
+def worker(spec: dict) -> dict:
+    """``measure(spec)`` in a fresh Python process; its JSON comes back on the last line of stdout."""
+    done = subprocess.run(
+        [sys.executable, "-m", "glimpse.bench", json.dumps(spec)], capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        raise GlimpseError(f"the {spec['contender']} contender failed: {done.stderr.strip().splitlines()[-1:]}")
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result["throughput"] = {int(b): v for b, v in result["throughput"].items()}  # JSON keys are strings
+    result["latency"] = {int(k): v for k, v in result["latency"].items()}
+    return result
+
+
+def machine(device: str, threads: int | None) -> dict:
+    import onnxruntime
+    import torch
+
+    from glimpse.runtime.session import cpu_threads
+
+    info = {
+        "cpu": _cpu_name(),
+        "cores_usable": cpu_threads(),
+        "threads": threads or cpu_threads(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "date": time.strftime("%Y-%m-%d"),
+    }
+    if device.startswith("cuda"):
+        info["gpu"] = torch.cuda.get_device_name(torch.device(device))
+    return info
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+if __name__ == "__main__":  # the worker process
+    print(json.dumps(measure(json.loads(sys.argv[1]))))

@@ -1,0 +1,124 @@
+"""Tables and the figure of a ``glimpse bench`` run: every figure beside its ratio to the reference."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+# The issue's bar for a 2-core CPU at beam 5, as (label, how to read it off the results, target ratio).
+GOALS = (
+    ("end-to-end latency at batch 1", "p50_ms", 5.0),
+    ("decode steps alone at batch 1", "decode_ms", 10.0),
+    ("throughput at batch 32", "throughput32", 15.0),
+)
+
+
+def markdown(r: dict) -> str:
+    c, m, s = r["config"], r["machine"], r["settings"]
+    ref = r["contenders"].get("reference")
+    lines = [
+        f"## sat, {r['model']} model: {c['backbone']}, attention/embedding/decoder {c['attention_dim']}/"
+        f"{c['embed_dim']}/{c['decoder_dim']}, vocabulary {c['vocab_size']}, {c['image_size']}x{c['image_size']}"
+        f" images, on {s['device']}",
+        "",
+        f"{m.get('gpu', m['cpu'])}; {m['threads']} threads of {m['cores_usable']} usable cores; torch {m['torch']},"
+        f" onnxruntime {m['onnxruntime']}, Python {m['python']}; {m['date']}. {s['images']} generated test scenes,"
+        " each contender in its own process after a warm-up.",
+        "",
+        "### Latency of one image at batch 1 (ms)",
+        "",
+        "| contender | beam | p50 | p90 | p99 | preprocess | encoder | init | decode | steps | p50 speed-up |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, res in r["contenders"].items():
+        for beam, t in res["latency"].items():
+            ratio = _ratio(ref and ref["latency"][beam]["p50_ms"], t["p50_ms"])
+            ms = " | ".join(f"{t[k]:.1f}" for k in ("p50_ms", "p90_ms", "p99_ms", "preprocess_ms", "encoder_ms"))
+            lines.append(
+                f"| {name} | {beam} | {ms} | {t['init_ms']:.2f} | {t['decode_ms']:.1f} | {t['steps']:.1f} | {ratio} |"
+            )
+    batches = s["batches"]
+    lines += [
+        "",
+        "p50/p90/p99 over the scenes; the phases are medians. Decode speed-up at each beam: "
+        + ", ".join(
+            f"{name} {beam}: {_ratio(ref and ref['latency'][beam]['decode_ms'], t['decode_ms'])}"
+            for name, res in r["contenders"].items()
+            if name != "reference"
+            for beam, t in res["latency"].items()
+        )
+        + ".",
+        "",
+        f"### Throughput (images/s) at beam {s['throughput_beam']}",
+        "",
+        "| contender | " + " | ".join(f"batch {b}" for b in batches) + " | speed-up at the largest batch |",
+        "|---|" + "---:|" * (len(batches) + 1),
+    ]
+    for name, res in r["contenders"].items():
+        tp = res["throughput"]
+        ratio = _ratio(ref and 1 / ref["throughput"][batches[-1]], 1 / tp[batches[-1]])
+        lines.append(f"| {name} | " + " | ".join(f"{tp[b]:.2f}" for b in batches) + f" | {ratio} |")
+    lines += [
+        "",
+        "The reference captions one image at a time (caption.py has no batching): its images/s is the same at"
+        " every batch size.",
+        "",
+        "### Peak memory (MiB)",
+        "",
+        "| contender | peak RSS | peak CUDA (torch allocator) |",
+        "|---|---:|---:|",
+    ]
+    for name, res in r["contenders"].items():
+        mem = res["memory"]
+        cuda = f"{mem['peak_cuda_mib']:.0f}" if "peak_cuda_mib" in mem else "-"
+        lines.append(f"| {name} | {mem['peak_rss_mib']:.0f} | {cuda} |")
+    goals = goal_table(r)
+    if goals:
+        lines += ["", "### Goals (beam 5, glimpse on ONNX Runtime against the reference)", "", *goals]
+    return "\n".join(lines) + "\n"
+
+
+def goal_table(r: dict) -> list[str]:
+    ref, ours = r["contenders"].get("reference"), r["contenders"].get("onnxruntime")
+    if not ref or not ours or 5 not in ref["latency"] or 32 not in ours["throughput"]:
+        return []
+    rows = ["| goal | target | measured | met |", "|---|---:|---:|---|"]
+    for label, key, target in GOALS:
+        if key == "throughput32":
+            got = ours["throughput"][32] / ref["throughput"][32]
+        else:
+            got = ref["latency"][5][key] / ours["latency"][5][key]
+        rows.append(f"| {label} | {target:.0f}x | {got:.1f}x | {'yes' if got >= target else 'no'} |")
+    return rows
+
+
+def _ratio(reference_value, value) -> str:
+    return f"{reference_value / value:.1f}x" if reference_value else "-"
+
+
+def plot(r: dict, out: Path) -> Path | None:
+    """Latency of a batch and throughput against batch size, one line per contender."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None  # the tables are the results; the figure is a convenience
+    batches = r["settings"]["batches"]
+    fig, (lat, thr) = plt.subplots(1, 2, figsize=(11, 4))
+    for name, res in r["contenders"].items():
+        tp = [res["throughput"][b] for b in batches]
+        lat.plot(batches, [b / t * 1e3 for b, t in zip(batches, tp)], marker="o", label=name)
+        thr.plot(batches, tp, marker="o", label=name)
+    for ax, title in ((lat, "latency of a batch (ms)"), (thr, "throughput (images/s)")):
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("batch size")
+        ax.set_title(title)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend()
+    fig.suptitle(f"sat, {r['model']} model, beam {r['settings']['throughput_beam']}, {r['settings']['device']}")
+    fig.tight_layout()
+    fig.savefig(out, dpi=90)
+    plt.close(fig)
+    return out

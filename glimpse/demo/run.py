@@ -1,0 +1,130 @@
+"""``glimpse demo``: the packaged demo checkpoint imported and exported like any tutorial checkpoint,
+then run on held-out generated scenes with ONNX Runtime, scored, cross-checked against the torch
+backend and timed against the tutorial's own decoding loop."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from glimpse.bundle import Bundle, is_bundle, sha256_of
+from glimpse.demo import scenes
+from glimpse.demo.train_sat import CHECKPOINT, IMAGE_SIZE, WORD_MAP
+from glimpse.errors import GlimpseError
+
+PACKAGED = Path(__file__).parent / "checkpoints" / "sat"
+
+
+def sat_bundle(checkpoints: Path, out: Path, log: Callable[[str], None]) -> Bundle:
+    """The bundle of ``checkpoints``' sat model at ``out``, exported once and reused while the
+    checkpoint's sha256 is the one it was exported from."""
+    from glimpse.checkpoints.sat import import_sat
+    from glimpse.export.sat import export_sat
+
+    checkpoint, word_map = checkpoints / CHECKPOINT, checkpoints / WORD_MAP
+    if not checkpoint.is_file():
+        raise GlimpseError(f"{checkpoint}: no demo checkpoint (make one with: glimpse demo train --out {checkpoints})")
+    digest = sha256_of(checkpoint)
+    if is_bundle(out) and Bundle(out).manifest["source"].get("sha256") == digest:
+        log(f"using the bundle exported before: {out}")
+        return Bundle(out)
+    log(f"importing {checkpoint} and exporting it to {out}")
+    model, vocab, preprocess = import_sat(checkpoint, word_map, image_size=IMAGE_SIZE)
+    check = scenes.scenes("val", 4)  # real scenes for the export's check, besides noise
+    images = np.stack([preprocess(s.image(IMAGE_SIZE)) for s in check])
+    source = {"checkpoint": checkpoint.name, "word_map": word_map.name, "sha256": digest}
+    return Bundle(export_sat(model, vocab, preprocess, out, images=images, force=True, source=source, log=log))
+
+
+def run(
+    out: Path,
+    checkpoints: Path = PACKAGED,
+    count: int = 500,
+    show: int = 8,
+    beam_size: int = 3,
+    speed_scenes: int = 20,
+    attention_plot: Path | None = None,
+    threads: int | None = None,
+    log: Callable[[str], None] = print,
+) -> dict:
+    """Caption ``count`` test scenes; print ``show`` of them beside the truth, the scores, the
+    agreement of the two backends and the speed against the reference. -> the figures."""
+    from glimpse.demo.metrics import caption_scores
+    from glimpse.runtime.caption import CaptionPipeline
+
+    out.mkdir(parents=True, exist_ok=True)
+    bundle = sat_bundle(checkpoints, out / "sat-bundle", log)
+    test = scenes.scenes("test", count)
+    images = [s.image(IMAGE_SIZE) for s in test]
+    log(f"captioning {count} held-out test scenes with ONNX Runtime (CPU), beam {beam_size}")
+    onnx = CaptionPipeline(bundle, threads=threads)(images, beam_size=beam_size, batch_size=50)
+    eager = CaptionPipeline(bundle, backend="torch", threads=threads)(images, beam_size=beam_size, batch_size=50)
+
+    (out / "scenes").mkdir(exist_ok=True)
+    for s, image, cap in list(zip(test, images, onnx))[:show]:
+        name = f"scenes/test-{s.index:04d}.png"
+        image.save(out / name)
+        mark = "  (word for word one of the five references)" if cap.caption in s.captions else ""
+        print(f"\n{name}{mark}\n  glimpse    {scenes.pretty(cap.caption)}\n  reference  {scenes.pretty(s.captions[0])}")
+    if attention_plot:
+        from glimpse.plot import attention_plot as plot
+
+        cap = onnx[0]
+        plot(images[0], cap.words + ["<end>"] * cap.finished, cap.alphas, attention_plot)
+
+    scores = caption_scores([c.caption for c in onnx], [s.captions for s in test])
+    identical = sum(a.tokens == b.tokens for a, b in zip(onnx, eager))
+    exact = sum(c.caption in s.captions for c, s in zip(onnx, test))
+    print(
+        f"\naccuracy on {count} test scenes (beam {beam_size}): " + "  ".join(f"{k} {v:.3f}" for k, v in scores.items())
+    )
+    print(f"captions equal to one of the references: {exact}/{count}")
+    print(f"torch backend: {identical}/{count} captions identical to ONNX Runtime's")
+    figures = {"scenes": count, "beam_size": beam_size, **scores, "exact": exact, "identical_to_torch": identical}
+    if speed_scenes:
+        figures.update(speed(bundle, checkpoints, images[:speed_scenes], beam_size, threads))
+        print(
+            f"speed at batch 1, beam {beam_size}, median of {speed_scenes} scenes: the tutorial's caption.py"
+            f" {figures['reference_ms']:.1f} ms/image, glimpse on ONNX Runtime {figures['glimpse_ms']:.1f} ms/image"
+            f" ({figures['reference_ms'] / figures['glimpse_ms']:.1f}x)"
+        )
+    if attention_plot:
+        print(f"attention maps of test scene 0's caption: {attention_plot}")
+    return figures
+
+
+def speed(bundle: Bundle, checkpoints: Path, images: list, beam_size: int, threads: int | None) -> dict:
+    """Median ms per image, one image at a time from its PIL image: caption.py's loop on the imported
+    tutorial modules (eager PyTorch), then glimpse's ONNX Runtime pipeline, in the same process."""
+    import torch
+
+    from glimpse.checkpoints.sat import import_sat
+    from glimpse.models.sat_reference import caption_image_beam_search
+    from glimpse.runtime.caption import CaptionPipeline
+    from glimpse.runtime.session import cpu_threads
+
+    torch.set_num_threads(threads or cpu_threads())
+    model, vocab, preprocess = import_sat(checkpoints / CHECKPOINT, checkpoints / WORD_MAP, image_size=IMAGE_SIZE)
+    start, end = vocab.special["start"], vocab.special["end"]
+    pipe = CaptionPipeline(bundle, threads=threads)
+
+    def reference(image):
+        caption_image_beam_search(model, torch.from_numpy(preprocess(image)), beam_size, start, end)
+
+    def glimpse(image):
+        pipe([image], beam_size=beam_size)
+
+    times = {}
+    for name, fn in (("reference_ms", reference), ("glimpse_ms", glimpse)):
+        fn(images[0])  # warm-up
+        ms = []
+        for image in images:
+            t = time.perf_counter()
+            fn(image)
+            ms.append((time.perf_counter() - t) * 1e3)
+        times[name] = statistics.median(ms)
+    return times

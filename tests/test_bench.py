@@ -1,0 +1,25 @@
+"""The benchmark suite runs every contender on a bundle and writes its JSON, markdown and figure."""
+
+import json
+
+from glimpse.cli import main
+
+
+def test_bench_writes_tables_and_figure(small_bundle, tmp_path, capsys):
+    argv = ["bench", "--model", str(small_bundle), "--beams", "1", "5", "--batches", "1", "32", "--images", "2"]
+    assert main([*argv, "--out", str(tmp_path)]) == 0
+    table = capsys.readouterr().out
+    results = json.loads((tmp_path / f"sat-{small_bundle.name}-cpu.json").read_text())
+    assert set(results["contenders"]) == {"reference", "torch", "onnxruntime"}
+    for r in results["contenders"].values():
+        for beam in ("1", "5"):
+            t = r["latency"][beam]
+            assert 0 < t["p50_ms"] <= t["p90_ms"] <= t["p99_ms"]
+            assert t["steps"] >= 1 and t["encoder_ms"] > 0 and t["decode_ms"] > 0
+        assert r["throughput"]["32"] > 0 and r["memory"]["peak_rss_mib"] > 0
+    # every contender decodes the same tokens, so the same number of steps
+    steps = {r["latency"]["5"]["steps"] for r in results["contenders"].values()}
+    assert len(steps) == 1
+    assert "| onnxruntime | 5 |" in table and "### Goals" in table
+    assert (tmp_path / f"sat-{small_bundle.name}-cpu.png").stat().st_size > 0
+    assert (tmp_path / f"sat-{small_bundle.name}-cpu.md").read_text().strip() == table.strip()
