@@ -55,12 +55,16 @@ def top_candidates(scores: np.ndarray, logprobs: np.ndarray, k: int) -> tuple[np
     -> new scores (B, k), parents (B, k), tokens (B, k); best first, ties to the lower flat index.
     """
     b, kk, v = logprobs.shape
-    cand = (scores[:, :, None] + logprobs).reshape(b, kk * v)  # (B, K*V)
-    part = np.argpartition(-cand, k - 1, axis=1)[:, :k] if k < kk * v else np.tile(np.arange(kk * v), (b, 1))
-    vals = np.take_along_axis(cand, part, axis=1)
-    order = np.lexsort((part, -vals), axis=1)  # by value descending, then index
-    idx = np.take_along_axis(part, order, axis=1)
-    return np.take_along_axis(cand, idx, axis=1), idx // v, idx % v
+    if k < v:  # a beam's k best words are its only candidates: select within beams first, on float32
+        words = np.argpartition(logprobs, v - k, axis=2)[..., v - k :]  # (B, K, k), unordered
+        lp = np.take_along_axis(logprobs, words, axis=2)
+    else:
+        words, lp = np.broadcast_to(np.arange(v), logprobs.shape), logprobs
+    cand = (scores[:, :, None] + lp).reshape(b, -1)  # (B, K*k) cumulative
+    flat = (np.arange(kk)[None, :, None] * v + words).reshape(b, -1)  # their indices in K x V
+    order = np.lexsort((flat, -cand), axis=1)[:, :k]  # by value descending, then index
+    idx = np.take_along_axis(flat, order, axis=1)
+    return np.take_along_axis(cand, order, axis=1), idx // v, idx % v
 
 
 def beam_search(
