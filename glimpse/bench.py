@@ -176,12 +176,24 @@ def measure(spec: dict) -> dict:
 
 def memory(device: str) -> dict:
     """Peak resident memory of this process (and peak CUDA memory allocated through torch), MiB."""
-    out = {"peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}  # Linux: KiB
+    out = {"peak_rss_mib": _peak_rss_kib() / 1024}
     if device.startswith("cuda"):
         import torch
 
         out["peak_cuda_mib"] = torch.cuda.max_memory_allocated() / 2**20
     return out
+
+
+def _peak_rss_kib() -> float:
+    """VmHWM: the peak of this process image. Not ru_maxrss, which on Linux keeps the peak of the
+    parent that forked us across exec (every worker would report the suite's own)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return float(line.split()[1])
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # elsewhere; KiB on Linux, bytes on macOS
 
 
 # --------------------------------------------------------------------------- the suite

@@ -112,6 +112,7 @@ def plot(r: dict, out: Path) -> Path | None:
         thr.plot(batches, tp, marker="o", label=name)
     for ax, title in ((lat, "latency of a batch (ms)"), (thr, "throughput (images/s)")):
         ax.set_xscale("log", base=2)
+        ax.set_xticks(batches, [str(b) for b in batches])
         ax.set_yscale("log")
         ax.set_xlabel("batch size")
         ax.set_title(title)
