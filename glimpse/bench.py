@@ -1,7 +1,7 @@
 """``glimpse bench``: captioning latency, throughput and memory of glimpse against the reference.
 
 Contenders, on one device, in one run, each in a process of its own (so that its peak memory is its
-own and no thread pool of another lingers on the cores):
+own), measured in turn image by image so that a slow spell of a shared machine falls on all of them:
 
     reference    the tutorial's caption.py: one image at a time, the features copied per beam, the
                  attention projection recomputed every step, top-k on the host, eager PyTorch
@@ -22,6 +22,7 @@ import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -126,8 +127,8 @@ def contender(name: str, bundle: Bundle, device: str, threads: int | None, compi
     return caption
 
 
-def measure(spec: dict) -> dict:
-    """Run one contender through the latency and throughput measurements of ``spec``."""
+def serve(spec: dict) -> None:
+    """The worker process: load one contender, then caption on request, one JSON line in, one out."""
     from glimpse.demo import scenes
 
     bundle = Bundle(spec["bundle"])
@@ -135,43 +136,115 @@ def measure(spec: dict) -> dict:
     images = [s.image(side) for s in scenes.scenes("test", spec["images"])]
     caption = contender(spec["contender"], bundle, spec["device"], spec["threads"], spec["compile"])
     caption(images[:1], 1, 1)  # warm-up: first-run allocations, lazy initialisation
+    _reply({"ready": True})
+    for line in sys.stdin:
+        ask = json.loads(line)
+        if ask["op"] == "memory":
+            _reply(memory(spec["device"]))
+            continue
+        batch = [images[i % len(images)] for i in range(ask["first"], ask["first"] + ask["count"])]
+        t = time.perf_counter()
+        phases = caption(batch, ask["beam"], ask["batch"])
+        _reply({"total": time.perf_counter() - t, **phases})
 
-    latency = {}
+
+REPLY = "@glimpse-bench "  # marks the worker's answers among anything a library prints
+
+
+def _reply(message: dict) -> None:
+    print(REPLY + json.dumps(message), flush=True)
+
+
+class Worker:
+    """A contender in a process of its own (its peak memory is its own; no thread pool of another
+    contender lingers in it), answering requests over its stdin and stdout."""
+
+    def __init__(self, spec: dict):
+        self.name = spec["contender"]
+        self.log = tempfile.TemporaryFile(mode="w+")
+        command = [sys.executable, "-m", "glimpse.bench", json.dumps(spec)]
+        self.process = subprocess.Popen(
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, text=True
+        )
+        self._answer()
+
+    def caption(self, first: int, count: int, beam: int, batch: int) -> dict:
+        return self._ask({"op": "caption", "first": first, "count": count, "beam": beam, "batch": batch})
+
+    def memory(self) -> dict:
+        return self._ask({"op": "memory"})
+
+    def _ask(self, request: dict) -> dict:
+        self.process.stdin.write(json.dumps(request) + "\n")
+        self.process.stdin.flush()
+        return self._answer()
+
+    def _answer(self) -> dict:
+        for line in self.process.stdout:
+            if line.startswith(REPLY):
+                return json.loads(line[len(REPLY) :])
+        self.log.seek(0)
+        last = (self.log.read().strip().splitlines() or ["no output"])[-1]
+        raise GlimpseError(f"the {self.name} contender stopped: {last}")
+
+    def close(self) -> None:
+        self.process.stdin.close()
+        self.process.wait()
+        self.log.close()
+
+
+def measure(workers: dict[str, Worker], spec: dict, log: Callable[[str], None]) -> dict:
+    """Latency and throughput of every contender, interleaved image by image (and batch by batch), so
+    that a slow spell of a shared machine falls on all of them and the ratios hold."""
+    results = {name: {"latency": {}, "throughput": {}} for name in workers}
+    n = spec["images"]
     for beam in spec["beams"]:
-        caption(images[:1], beam, 1)
-        runs = []
-        for image in images:
-            t = time.perf_counter()
-            phases = caption([image], beam, 1)
-            runs.append({"total": time.perf_counter() - t, **phases})
-        totals = np.array([r["total"] for r in runs]) * 1e3
-        latency[beam] = {
-            **{f"p{q}_ms": float(np.percentile(totals, q)) for q in (50, 90, 99)},
-            "mean_ms": float(totals.mean()),
-            **{f"{p}_ms": statistics.median(r[p] for r in runs) * 1e3 for p in PHASES},
-            "steps": statistics.mean(r["steps"] for r in runs),
-        }
+        log(f"latency at beam {beam}: {n} images, one at a time")
+        runs: dict[str, list] = {name: [] for name in workers}
+        for w in workers.values():
+            w.caption(0, 1, beam, 1)  # warm-up at this beam
+        for i in range(n):
+            for name, w in _rotated(workers, i):
+                runs[name].append(w.caption(i, 1, beam, 1))
+        for name, r in runs.items():
+            results[name]["latency"][beam] = _latency(r)
 
-    throughput = {}
-    beam = spec["throughput_beam"]
-    if spec["contender"] == "reference":  # no batching: images/s is the same at every batch size
-        if beam in latency:
-            per_image = latency[beam]["mean_ms"]
-        else:
-            t = time.perf_counter()
-            caption(images, beam, 1)
-            per_image = (time.perf_counter() - t) / len(images) * 1e3
-        throughput = {b: 1e3 / per_image for b in spec["batches"]}
-    else:
-        for b in spec["batches"]:
-            batch = (images * (b // len(images) + 1))[:b]
-            seconds = []
-            for _ in range(max(1, min(3, 16 // b))):
-                t = time.perf_counter()
-                caption(batch, beam, b)
-                seconds.append(time.perf_counter() - t)
-            throughput[b] = b / statistics.median(seconds)
-    return {"latency": latency, "throughput": throughput, "memory": memory(spec["device"])}
+    beam, batched = spec["throughput_beam"], {k: w for k, w in workers.items() if k != "reference"}
+    for b in spec["batches"]:
+        log(f"throughput at batch {b}, beam {beam}")
+        seconds: dict[str, list] = {name: [] for name in batched}
+        for w in batched.values():
+            w.caption(0, b, beam, b)  # warm-up at this batch size: new shapes, arena growth, recompiles
+        for r in range(max(1, min(3, 16 // b))):
+            for name, w in _rotated(batched, r):
+                seconds[name].append(w.caption(0, b, beam, b)["total"])
+        for name, t in seconds.items():
+            results[name]["throughput"][b] = b / statistics.median(t)
+    if "reference" in workers:  # no batching: one image at a time at every batch size
+        lat = results["reference"]["latency"]
+        per_image = (
+            lat[beam]["mean_ms"] / 1e3 if beam in lat else workers["reference"].caption(0, n, beam, 1)["total"] / n
+        )
+        results["reference"]["throughput"] = dict.fromkeys(spec["batches"], 1 / per_image)
+    for name, w in workers.items():
+        results[name]["memory"] = w.memory()
+    return results
+
+
+def _rotated(workers: dict, i: int) -> list:
+    """The contenders in turn, starting from a different one each time (no one always goes first)."""
+    items = list(workers.items())
+    return items[i % len(items) :] + items[: i % len(items)]
+
+
+def _latency(runs: list[dict]) -> dict:
+    totals = np.array([r["total"] for r in runs]) * 1e3
+    return {
+        **{f"p{q}_ms": float(np.percentile(totals, q)) for q in (50, 90, 99)},
+        "mean_ms": float(totals.mean()),
+        **{f"{p}_ms": statistics.median(r[p] for r in runs) * 1e3 for p in PHASES},
+        "steps": statistics.mean(r["steps"] for r in runs),
+    }
 
 
 def memory(device: str) -> dict:
@@ -234,10 +307,15 @@ def run(
         "compile": compile,
     }
     results = {"model": model, "config": bundle.config, "machine": machine(device, threads), "settings": spec}
-    results["contenders"] = {}
-    for name in contenders:
-        log(f"measuring {name} on {device} ...")
-        results["contenders"][name] = worker({**spec, "contender": name})
+    log(f"starting {', '.join(contenders)} on {device}")
+    workers = {}
+    try:
+        for name in contenders:
+            workers[name] = Worker({**spec, "contender": name})
+        results["contenders"] = measure(workers, spec, log)
+    finally:
+        for w in workers.values():
+            w.close()
     out.mkdir(parents=True, exist_ok=True)
     stem = out / f"sat-{model}-{device.replace(':', '')}"
     stem.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
@@ -247,19 +325,6 @@ def run(
     print(table)
     log(f"wrote {stem}.json, .md and .png")
     return results
-
-
-def worker(spec: dict) -> dict:
-    """``measure(spec)`` in a fresh Python process; its JSON comes back on the last line of stdout."""
-    done = subprocess.run(
-        [sys.executable, "-m", "glimpse.bench", json.dumps(spec)], capture_output=True, text=True, check=False
-    )
-    if done.returncode != 0:
-        raise GlimpseError(f"the {spec['contender']} contender failed: {done.stderr.strip().splitlines()[-1:]}")
-    result = json.loads(done.stdout.strip().splitlines()[-1])
-    result["throughput"] = {int(b): v for b, v in result["throughput"].items()}  # JSON keys are strings
-    result["latency"] = {int(k): v for k, v in result["latency"].items()}
-    return result
 
 
 def machine(device: str, threads: int | None) -> dict:
@@ -292,5 +357,5 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-if __name__ == "__main__":  # the worker process
-    print(json.dumps(measure(json.loads(sys.argv[1]))))
+if __name__ == "__main__":  # a worker process
+    serve(json.loads(sys.argv[1]))

@@ -86,7 +86,7 @@ def run(
     print(f"torch backend: {identical}/{count} captions identical to ONNX Runtime's")
     figures = {"scenes": count, "beam_size": beam_size, **scores, "exact": exact, "identical_to_torch": identical}
     if speed_scenes:
-        figures.update(speed(bundle, checkpoints, images[:speed_scenes], beam_size, threads))
+        figures.update(speed(bundle, images[:speed_scenes], beam_size, threads))
         print(
             f"speed at batch 1, beam {beam_size}, median of {speed_scenes} scenes: the tutorial's caption.py"
             f" {figures['reference_ms']:.1f} ms/image, glimpse on ONNX Runtime {figures['glimpse_ms']:.1f} ms/image"
@@ -97,34 +97,19 @@ def run(
     return figures
 
 
-def speed(bundle: Bundle, checkpoints: Path, images: list, beam_size: int, threads: int | None) -> dict:
-    """Median ms per image, one image at a time from its PIL image: caption.py's loop on the imported
-    tutorial modules (eager PyTorch), then glimpse's ONNX Runtime pipeline, in the same process."""
-    import torch
-
-    from glimpse.checkpoints.sat import import_sat
-    from glimpse.models.sat_reference import caption_image_beam_search
-    from glimpse.runtime.caption import CaptionPipeline
-    from glimpse.runtime.session import cpu_threads
-
-    torch.set_num_threads(threads or cpu_threads())
-    model, vocab, preprocess = import_sat(checkpoints / CHECKPOINT, checkpoints / WORD_MAP, image_size=IMAGE_SIZE)
-    start, end = vocab.special["start"], vocab.special["end"]
-    pipe = CaptionPipeline(bundle, threads=threads)
-
-    def reference(image):
-        caption_image_beam_search(model, torch.from_numpy(preprocess(image)), beam_size, start, end)
-
-    def glimpse(image):
-        pipe([image], beam_size=beam_size)
+def speed(bundle: Bundle, images: list, beam_size: int, threads: int | None) -> dict:
+    """Median ms per image, one image at a time from its PIL image, in this process: caption.py's loop
+    on the tutorial modules (eager PyTorch), then glimpse's ONNX Runtime pipeline."""
+    from glimpse.bench import contender
 
     times = {}
-    for name, fn in (("reference_ms", reference), ("glimpse_ms", glimpse)):
-        fn(images[0])  # warm-up
+    for name, key in (("reference", "reference_ms"), ("onnxruntime", "glimpse_ms")):
+        caption = contender(name, bundle, "cpu", threads, compile=False)
+        caption(images[:1], beam_size, 1)  # warm-up
         ms = []
         for image in images:
             t = time.perf_counter()
-            fn(image)
+            caption([image], beam_size, 1)
             ms.append((time.perf_counter() - t) * 1e3)
-        times[name] = statistics.median(ms)
+        times[key] = statistics.median(ms)
     return times
