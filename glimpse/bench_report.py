@@ -22,7 +22,7 @@ def markdown(r: dict) -> str:
         "",
         f"{m.get('gpu', m['cpu'])}; {m['threads']} threads of {m['cores_usable']} usable cores; torch {m['torch']},"
         f" onnxruntime {m['onnxruntime']}, Python {m['python']}; {m['date']}. {s['images']} generated test scenes,"
-        " each contender in its own process after a warm-up.",
+        " each contender in its own process, warmed up, all measured in turn image by image.",
         "",
         "### Latency of one image at batch 1 (ms)",
         "",
