@@ -84,11 +84,19 @@ class Bundle:
     def vocab(self) -> Vocab:
         return Vocab.load(self.path / self.manifest["vocab"])
 
-    def graph_path(self, name: str) -> Path:
-        """The checked path of graph ``name``; a missing or altered file raises BundleError."""
+    def graph_path(self, name: str, precision: str = "fp32") -> Path:
+        """The checked path of graph ``name`` at ``precision``; a missing or altered file raises BundleError."""
         if name not in self.graphs:
             raise BundleError(f"{self.path}: the bundle has no '{name}' graph (it has {', '.join(self.graphs)})")
-        return self._checked(self.graphs[name])
+        entry = self.graphs[name]
+        if precision != "fp32":
+            entry = entry.get("precisions", {}).get(precision)
+            if entry is None:
+                raise BundleError(
+                    f"{self.path}: no {precision} '{name}' graph (make it with: glimpse quantize {self.path}"
+                    f" --precision {precision})"
+                )
+        return self._checked(entry)
 
     def file_path(self, name: str) -> Path:
         """The checked path of a non-graph file entry of the manifest (such as ``weights``)."""

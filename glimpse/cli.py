@@ -78,7 +78,9 @@ def cmd_caption(args) -> None:
     from glimpse.images import image_files, load_image
     from glimpse.runtime.caption import CaptionPipeline
 
-    pipe = CaptionPipeline(args.bundle, backend=args.backend, device=args.device, threads=args.threads)
+    pipe = CaptionPipeline(
+        args.bundle, backend=args.backend, device=args.device, threads=args.threads, precision=args.precision
+    )
     files = image_files(args.images)
     if not files:
         raise GlimpseError("no images found in " + " ".join(args.images))
@@ -166,6 +168,30 @@ def cmd_bench(args) -> None:
         compile=args.compile,
         log=log,
     )
+
+
+def cmd_quantize(args) -> None:
+    import numpy as np
+
+    from glimpse.bundle import Bundle
+    from glimpse.export.precision import quantize
+    from glimpse.images import image_files, load_image
+
+    bundle = Bundle(args.bundle)
+    if args.calibration_images:
+        files = image_files(args.calibration_images)[: args.calibration_size]
+        if not files:
+            raise GlimpseError("no images found in " + " ".join(args.calibration_images))
+        images = [load_image(f) for f in files]
+    else:
+        from glimpse.demo import scenes
+
+        log(f"calibrating on {args.calibration_size} generated validation scenes (--calibration-images for yours)")
+        side = bundle.preprocess.output_size[0]
+        images = [s.image(side) for s in scenes.scenes("val", args.calibration_size)]
+    pixels = np.stack([bundle.preprocess(im) for im in images])
+    for precision in args.precision:
+        quantize(bundle, precision, pixels, log=log)
 
 
 def log(message: str) -> None:
@@ -257,6 +283,12 @@ def parser() -> argparse.ArgumentParser:
         default="onnxruntime",
         help="onnxruntime (default; the bundle's ONNX graphs) or torch (the reference modules)",
     )
+    c.add_argument(
+        "--precision",
+        choices=["fp32", "fp16", "int8"],
+        default="fp32",
+        help="which graphs to run (default fp32; fp16/int8 are made by glimpse quantize, onnxruntime only)",
+    )
     c.add_argument("--device", default="cpu", help="cpu (default) or cuda[:N]")
     c.add_argument("--threads", type=int, default=None, help="CPU threads (default: the cores this process may use)")
     c.add_argument("--batch-size", type=int, default=8, help="images decoded together (default 8)")
@@ -309,6 +341,28 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--val-every", type=int, default=250, help="validate and keep the best every N steps (default 250)")
     t.add_argument("--seed", type=int, default=0, help="random seed of the initialisation and caption choice")
     t.set_defaults(run=cmd_demo_train)
+
+    q = sub.add_parser(
+        "quantize",
+        help="write fp16 and int8 versions of a bundle's graphs, checked against fp32",
+        description="Write <graph>.fp16.onnx (onnxruntime's float16 converter; fp32 inputs/outputs; softmax,"
+        " normalisations and reductions kept in fp32) and/or <graph>.int8.onnx (Q/DQ by onnxruntime's"
+        " quantize_static with TensorRT's rules: symmetric int8, zero points 0, per-channel weights, float bias,"
+        " only Conv/MatMul/Gemm) beside the fp32 graphs, measure each against fp32 on the calibration inputs"
+        " and record them in the manifest. The step graph calibrates on the states seen while decoding.",
+        epilog="examples: glimpse quantize sat-bundle --precision fp16 int8 | glimpse quantize sat-bundle"
+        " --precision int8 --calibration-images photos/ --calibration-size 64",
+    )
+    q.add_argument("bundle", help="bundle directory")
+    q.add_argument("--precision", nargs="+", choices=["fp16", "int8"], required=True)
+    q.add_argument(
+        "--calibration-images",
+        nargs="+",
+        metavar="PATH",
+        help="images (files or directories) to calibrate on (default: generated validation scenes)",
+    )
+    q.add_argument("--calibration-size", type=int, default=32, help="at most this many images (default 32)")
+    q.set_defaults(run=cmd_quantize)
 
     b = sub.add_parser(
         "bench",

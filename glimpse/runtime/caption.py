@@ -42,11 +42,15 @@ class Caption:
         return out
 
 
-def open_sessions(bundle: Bundle, names: list[str], backend: str, device: str, threads: int | None) -> dict:
+def open_sessions(
+    bundle: Bundle, names: list[str], backend: str, device: str, threads: int | None, precision: str = "fp32"
+) -> dict:
     if backend == "onnxruntime":
         from glimpse.runtime.session import OnnxRuntimeSession
 
-        return {n: OnnxRuntimeSession(bundle.graph_path(n), device, threads) for n in names}
+        return {n: OnnxRuntimeSession(bundle.graph_path(n, precision), device, threads) for n in names}
+    if precision != "fp32":
+        raise GlimpseError(f"the {backend} backend runs fp32 only; {precision} graphs run on onnxruntime")
     if backend == "torch":
         from glimpse.runtime.torch_backend import torch_sessions
 
@@ -56,14 +60,19 @@ def open_sessions(bundle: Bundle, names: list[str], backend: str, device: str, t
 
 class CaptionPipeline:
     def __init__(
-        self, bundle: str | Path | Bundle, backend: str = "onnxruntime", device: str = "cpu", threads: int | None = None
+        self,
+        bundle: str | Path | Bundle,
+        backend: str = "onnxruntime",
+        device: str = "cpu",
+        threads: int | None = None,
+        precision: str = "fp32",
     ):
         self.bundle = bundle if isinstance(bundle, Bundle) else Bundle(bundle)
         if self.bundle.family != "sat":
             raise BundleError(f"{self.bundle.path}: a '{self.bundle.family}' bundle, not a captioner")
         self.vocab = self.bundle.vocab
         self.preprocess = self.bundle.preprocess
-        self.sessions = open_sessions(self.bundle, ["encoder", "init", "step"], backend, device, threads)
+        self.sessions = open_sessions(self.bundle, ["encoder", "init", "step"], backend, device, threads, precision)
         self.grid = self.bundle.config["encoded_size"]
 
     @classmethod

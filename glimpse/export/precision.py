@@ -1,0 +1,119 @@
+"""FP16 and INT8 versions of a bundle's graphs, written beside the fp32 ones and recorded in its manifest.
+
+TensorRT 11 builds only strongly typed networks, so the precision lives in the ONNX graph, and the same
+graph runs on ONNX Runtime, where its accuracy is measured on any machine.
+
+* fp16: onnxruntime's own float16 converter; float32 graph inputs and outputs, and the numerically
+  sensitive ops (softmax, log-softmax, normalisations, reductions) kept in float32.
+* int8: explicit Q/DQ from ``onnxruntime.quantization.quantize_static``, with TensorRT's rules:
+  symmetric int8 activations and weights (zero point 0), per-channel weights, bias left in float,
+  only Conv/MatMul/Gemm quantised. Calibration inputs are the graphs' real inputs: images through the
+  bundle's preprocessing, and for the step, the states recorded while decoding those images.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from glimpse.bundle import MANIFEST, Bundle, sha256_of
+from glimpse.errors import GlimpseError
+from glimpse.export import onnx as onnx_export
+
+PRECISIONS = ("fp16", "int8")
+KEEP_FP32 = ["Softmax", "LogSoftmax", "LayerNormalization", "ReduceMean", "ReduceSum", "ReduceMax", "Sigmoid"]
+QUANTIZED_OPS = ["Conv", "MatMul", "Gemm"]
+
+
+def to_fp16(src: Path, dst: Path) -> None:
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    model = convert_float_to_float16(onnx.load(src), keep_io_types=True, op_block_list=KEEP_FP32)
+    onnx.save(model, dst)
+
+
+def to_int8(src: Path, dst: Path, feeds: list[dict[str, np.ndarray]]) -> None:
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    class Feeds(CalibrationDataReader):
+        def __init__(self):
+            self.it = iter(feeds)
+
+        def get_next(self):
+            return next(self.it, None)
+
+    logging.getLogger().setLevel(logging.ERROR)  # quantize_static warns on the root logger about pre-processing
+    quantize_static(
+        str(src),
+        str(dst),
+        Feeds(),
+        quant_format=QuantFormat.QDQ,
+        activation_type=QuantType.QInt8,
+        weight_type=QuantType.QInt8,
+        per_channel=True,
+        op_types_to_quantize=QUANTIZED_OPS,
+        extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False},
+    )
+
+
+def calibration_feeds(bundle: Bundle, pixels: np.ndarray, beam: int = 3, batch: int = 8) -> dict[str, list]:
+    """Each graph's inputs while the fp32 bundle captions ``pixels`` (N, 3, H, W): {graph: [feed, ...]}."""
+    from glimpse.runtime.caption import CaptionPipeline
+
+    pipe = CaptionPipeline(bundle)
+    feeds: dict[str, list] = {name: [] for name in pipe.sessions}
+    for name, session in pipe.sessions.items():
+        run = session.run
+
+        def recording(inputs, run=run, name=name):
+            feeds[name].append({k: np.ascontiguousarray(v) for k, v in inputs.items()})
+            return run(inputs)
+
+        session.run = recording
+    for i in range(0, len(pixels), batch):
+        pipe.decode(pixels[i : i + batch], beam)
+    return feeds
+
+
+def quantize(bundle: Bundle, precision: str, pixels: np.ndarray, log: Callable[[str], None] = print) -> Bundle:
+    """Write ``<graph>.<precision>.onnx`` for every graph of ``bundle``, measure each against fp32 on
+    the calibration inputs, and record them in the manifest."""
+    from glimpse.runtime.session import OnnxRuntimeSession
+
+    if precision not in PRECISIONS:
+        raise GlimpseError(f"unknown precision '{precision}' (choose from {', '.join(PRECISIONS)})")
+    feeds = calibration_feeds(bundle, pixels)
+    manifest = json.loads((bundle.path / MANIFEST).read_text())
+    for name in bundle.graphs:
+        src = bundle.graph_path(name)
+        dst = src.with_name(f"{name}.{precision}.onnx")
+        tmp = dst.with_name(f".{dst.name}.partial")
+        if precision == "fp16":
+            to_fp16(src, tmp)
+        else:
+            to_int8(src, tmp, feeds[name])
+        os.replace(tmp, dst)
+        reference, converted = OnnxRuntimeSession(src), OnnxRuntimeSession(dst)
+        sample = feeds[name][:: max(1, len(feeds[name]) // 16)]  # up to ~16 feeds spread over the run
+        errors: dict = {}
+        for feed in sample:
+            errors = onnx_export.merge_errors(errors, onnx_export.errors(converted.run(feed), reference.run(feed)))
+        worst_output, worst = max(errors.items(), key=lambda kv: kv[1]["max_rel"])
+        size = dst.stat().st_size / 1e6
+        log(f"{precision} {dst.name:<18} {size:7.1f} MB  max rel error {worst['max_rel']:.2e} ({worst_output})")
+        manifest["graphs"][name].setdefault("precisions", {})[precision] = {
+            "file": dst.name,
+            "sha256": sha256_of(dst),
+            "bytes": dst.stat().st_size,
+            "max_error_vs_fp32": errors,
+        }
+    tmp = bundle.path / f".{MANIFEST}.partial"
+    tmp.write_text(json.dumps(manifest, indent=1))
+    os.replace(tmp, bundle.path / MANIFEST)  # the manifest last: it names only complete files
+    return Bundle(bundle.path)
