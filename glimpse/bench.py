@@ -7,6 +7,9 @@ own), measured in turn image by image so that a slow spell of a shared machine f
                  attention projection recomputed every step, top-k on the host, eager PyTorch
     torch        glimpse's graph split on its torch backend, eager (``--compile``: torch.compile)
     onnxruntime  glimpse's ONNX graphs on ONNX Runtime
+    onnxruntime-fp16, onnxruntime-int8
+                 the graphs glimpse quantize makes, on ONNX Runtime (made on demand for the tutorial
+                 and demo models, calibrated on generated validation scenes)
 
 Figures: latency of one image at batch 1 per beam width (p50/p90/p99 over the images; the median
 split into preprocess, encoder, init and decode; decode steps per caption), throughput in images/s per
@@ -33,6 +36,7 @@ from glimpse.bundle import Bundle, is_bundle
 from glimpse.errors import GlimpseError
 
 CONTENDERS = ("reference", "torch", "onnxruntime")
+PRECISION_CONTENDERS = ("onnxruntime-fp16", "onnxruntime-int8")
 PHASES = ("preprocess", "encoder", "init", "decode")
 
 
@@ -66,6 +70,16 @@ def demo_bundle(out: Path, log: Callable[[str], None]) -> Bundle:
     from glimpse.demo.run import PACKAGED, sat_bundle
 
     return sat_bundle(PACKAGED, out, log)
+
+
+def quantized(bundle: Bundle, precision: str, log: Callable[[str], None]) -> Bundle:
+    """``bundle`` with its ``precision`` graphs, calibrated on 32 generated validation scenes."""
+    from glimpse.demo import scenes
+    from glimpse.export.precision import quantize
+
+    side = bundle.preprocess.output_size[0]
+    pixels = np.stack([bundle.preprocess(s.image(side)) for s in scenes.scenes("val", 32)])
+    return quantize(bundle, precision, pixels, log=log)
 
 
 # --------------------------------------------------------------------------- one contender (a worker process)
@@ -103,9 +117,10 @@ def contender(name: str, bundle: Bundle, device: str, threads: int | None, compi
 
         return caption
 
-    if name not in ("torch", "onnxruntime"):
-        raise GlimpseError(f"unknown contender '{name}' (choose from {', '.join(CONTENDERS)})")
-    pipe = CaptionPipeline(bundle, backend=name, device=device, threads=threads)
+    if name not in ("torch", "onnxruntime", *PRECISION_CONTENDERS):
+        raise GlimpseError(f"unknown contender '{name}' (choose from {', '.join(CONTENDERS + PRECISION_CONTENDERS)})")
+    backend, _, precision = name.partition("-")
+    pipe = CaptionPipeline(bundle, backend=backend, device=device, threads=threads, precision=precision or "fp32")
     if compile and name == "torch":
         import torch
 
@@ -277,7 +292,7 @@ def run(
     out: Path,
     cache: Path,
     device: str = "cpu",
-    contenders: tuple[str, ...] = CONTENDERS,
+    contenders: tuple[str, ...] | None = None,
     beams: tuple[int, ...] = (1, 3, 5),
     batches: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64),
     images: int = 12,
@@ -286,7 +301,8 @@ def run(
     compile: bool = False,
     log: Callable[[str], None] = print,
 ) -> dict:
-    """Measure every contender on ``model`` ("tutorial", "demo" or a bundle directory); write
+    """Measure every contender on ``model`` ("tutorial", "demo" or a bundle directory; by default all,
+    the fp16/int8 graphs of a bundle directory only where glimpse quantize made them); write
     ``out/sat-<model>-<device>.{json,md,png}`` and print the table. -> the results."""
     from glimpse.bench_report import markdown, plot
 
@@ -296,6 +312,16 @@ def run(
         bundle = demo_bundle(cache / "demo-bundle", log)
     else:
         bundle, model = Bundle(model), Path(model).name
+    if contenders is None:
+        made = bundle.graphs["step"].get("precisions", {})
+        own = model in ("tutorial", "demo")
+        contenders = CONTENDERS + tuple(c for c in PRECISION_CONTENDERS if own or c.partition("-")[2] in made)
+    for name in contenders:
+        precision = name.partition("-")[2]
+        if precision and precision not in bundle.graphs["step"].get("precisions", {}):
+            if model not in ("tutorial", "demo"):
+                bundle.graph_path("step", precision)  # says how to make it
+            bundle = quantized(bundle, precision, log)
     spec = {
         "bundle": str(bundle.path),
         "device": device,

@@ -37,16 +37,16 @@ def markdown(r: dict) -> str:
                 f"| {name} | {beam} | {ms} | {t['init_ms']:.2f} | {t['decode_ms']:.1f} | {t['steps']:.1f} | {ratio} |"
             )
     batches = s["batches"]
+    speedups = [
+        f"{name} {beam}: {_ratio(ref['latency'][beam]['decode_ms'], t['decode_ms'])}"
+        for name, res in r["contenders"].items()
+        if ref and name != "reference"
+        for beam, t in res["latency"].items()
+    ]
     lines += [
         "",
-        "p50/p90/p99 over the scenes; the phases are medians. Decode speed-up at each beam: "
-        + ", ".join(
-            f"{name} {beam}: {_ratio(ref and ref['latency'][beam]['decode_ms'], t['decode_ms'])}"
-            for name, res in r["contenders"].items()
-            if name != "reference"
-            for beam, t in res["latency"].items()
-        )
-        + ".",
+        "p50/p90/p99 over the scenes; the phases are medians."
+        + (f" Decode speed-up at each beam: {', '.join(speedups)}." if speedups else ""),
         "",
         f"### Throughput (images/s) at beam {s['throughput_beam']}",
         "",
@@ -71,10 +71,34 @@ def markdown(r: dict) -> str:
         mem = res["memory"]
         cuda = f"{mem['peak_cuda_mib']:.0f}" if "peak_cuda_mib" in mem else "-"
         lines.append(f"| {name} | {mem['peak_rss_mib']:.0f} | {cuda} |")
+    lines += precision_table(r)
     goals = goal_table(r)
     if goals:
         lines += ["", "### Goals (beam 5, glimpse on ONNX Runtime against the reference)", "", *goals]
     return "\n".join(lines) + "\n"
+
+
+def precision_table(r: dict) -> list[str]:
+    """Each fp16/int8 contender against fp32 ONNX Runtime: time, and fp32's time over it (>1: faster)."""
+    fp32, c = r["contenders"].get("onnxruntime"), r["contenders"]
+    others = [n for n in c if n.startswith("onnxruntime-")]
+    if not fp32 or not others:
+        return []
+    beam, batch = max(fp32["latency"]), r["settings"]["batches"][-1]
+    rows = [
+        "",
+        f"### ONNX Runtime by precision (beam {beam} at batch 1; throughput at batch {batch}, beam"
+        f" {r['settings']['throughput_beam']}); in brackets fp32's time over this one's",
+        "",
+        "| graphs | encoder ms | decode ms | p50 ms | images/s |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name in ["onnxruntime", *others]:
+        t, tp = c[name]["latency"][beam], c[name]["throughput"][batch]
+        cells = [f"{t[k]:.1f} ({fp32['latency'][beam][k] / t[k]:.2f}x)" for k in ("encoder_ms", "decode_ms", "p50_ms")]
+        cells.append(f"{tp:.2f} ({tp / fp32['throughput'][batch]:.2f}x)")
+        rows.append(f"| {name.partition('-')[2] or 'fp32'} | " + " | ".join(cells) + " |")
+    return rows
 
 
 def goal_table(r: dict) -> list[str]:

@@ -159,7 +159,7 @@ def cmd_bench(args) -> None:
         out=Path(args.out),
         cache=Path(args.cache),
         device=args.device,
-        contenders=tuple(args.contenders),
+        contenders=args.contenders and tuple(args.contenders),
         beams=tuple(args.beams),
         batches=tuple(args.batches),
         images=args.images,
@@ -192,6 +192,32 @@ def cmd_quantize(args) -> None:
     pixels = np.stack([bundle.preprocess(im) for im in images])
     for precision in args.precision:
         quantize(bundle, precision, pixels, log=log)
+
+
+def cmd_check(args) -> int:
+    from glimpse.bundle import Bundle
+    from glimpse.check import check_bundle
+
+    reports = check_bundle(Bundle(args.bundle))
+    print(f"{'graph':<10} {'precision':<9} {'file':<20} {'opset':>5} {'nodes':>6}  TensorRT parser rules")
+    for r in reports:
+        print(f"{r.graph:<10} {r.precision:<9} {r.file:<20} {r.opset!s:>5} {r.nodes:>6}  {'ok' if r.ok else 'FAILED'}")
+        for problem in r.problems:
+            print(f"    {problem}")
+    failed = sum(not r.ok for r in reports)
+    print(f"{len(reports) - failed} of {len(reports)} graphs pass" + (f"; {failed} would not parse" if failed else ""))
+    return 1 if failed else 0
+
+
+def cmd_eval(args) -> None:
+    from glimpse.bundle import Bundle
+    from glimpse.evaluate import evaluate, table, write
+
+    results = evaluate(Bundle(args.bundle), args.precision, args.scenes, args.beam_size, args.threads, log=log)
+    print(table(results), end="")
+    if args.json:
+        write(results, Path(args.json))
+        log(f"wrote {args.json}")
 
 
 def log(message: str) -> None:
@@ -364,6 +390,8 @@ def parser() -> argparse.ArgumentParser:
     q.add_argument("--calibration-size", type=int, default=32, help="at most this many images (default 32)")
     q.set_defaults(run=cmd_quantize)
 
+    from glimpse.bench import CONTENDERS, PRECISION_CONTENDERS
+
     b = sub.add_parser(
         "bench",
         help="measure captioning latency, throughput and memory against the tutorial's reference",
@@ -384,8 +412,10 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument(
         "--contenders",
         nargs="+",
-        default=["reference", "torch", "onnxruntime"],
-        choices=["reference", "torch", "onnxruntime"],
+        choices=CONTENDERS + PRECISION_CONTENDERS,
+        help="what to measure: the tutorial's loop, glimpse on torch, glimpse on ONNX Runtime in fp32/fp16/int8"
+        " (default all; the fp16/int8 graphs are made for the tutorial and demo models, and used for a bundle"
+        " directory where glimpse quantize made them)",
     )
     b.add_argument("--beams", nargs="+", type=int, default=[1, 3, 5], help="beam widths for latency (default 1 3 5)")
     b.add_argument(
@@ -398,6 +428,37 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--out", default="benchmarks/results", help="directory for the results (default benchmarks/results)")
     b.add_argument("--cache", default="runs/bench", help="directory for the exported bundles (default runs/bench)")
     b.set_defaults(run=cmd_bench)
+
+    c = sub.add_parser(
+        "check",
+        help="check every graph of a bundle against TensorRT's ONNX-parser rules, without TensorRT",
+        description="Check each graph, in fp32 and every precision glimpse quantize made, against the rules of"
+        " TensorRT's ONNX parser: opset 9..25 and the ONNX domain only; supported operators; no double/string"
+        " tensors and int8 only in Q/DQ; Q/DQ zero points int8 zeros and no int32 (bias) dequantization; TopK"
+        " sorted with K < 3840; no Loop/If/Scan in step graphs; every dynamic input axis named and given a"
+        " profile range. Exits 1 when a graph fails.",
+        epilog="example: glimpse quantize sat-bundle --precision fp16 int8 && glimpse check sat-bundle",
+    )
+    c.add_argument("bundle", help="bundle directory")
+    c.set_defaults(run=cmd_check)
+
+    v = sub.add_parser(
+        "eval",
+        help="accuracy of a demo model's fp16/int8 graphs against fp32 on the held-out test scenes",
+        description="Caption the demo's held-out test scenes with the fp32 graphs and with each --precision,"
+        " and print: captions identical to fp32's, BLEU-4 and CIDEr and their change from fp32, and the"
+        " max/mean error of the step's log-probabilities on the inputs fp32 decoding fed it. The bundle must"
+        " be a model of the demo scenes (glimpse demo's, or one trained by glimpse demo train).",
+        epilog="example: glimpse quantize runs/demo/sat-bundle --precision fp16 int8 &&"
+        " glimpse eval runs/demo/sat-bundle --precision fp16 int8",
+    )
+    v.add_argument("bundle", help="bundle directory")
+    v.add_argument("--precision", nargs="+", choices=["fp32", "fp16", "int8"], default=["fp16", "int8"])
+    v.add_argument("--scenes", type=int, default=500, help="test scenes (default 500)")
+    v.add_argument("--beam-size", type=int, default=3, help="beam width (default 3, the demo's)")
+    v.add_argument("--threads", type=int, default=None, help="CPU threads (default: the cores this process may use)")
+    v.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
+    v.set_defaults(run=cmd_eval)
 
     i = sub.add_parser(
         "inspect",
@@ -412,14 +473,14 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        args.run(args)
+        code = args.run(args)
     except GlimpseError as e:
         print(f"glimpse: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("glimpse: interrupted", file=sys.stderr)
         return 130
-    return 0
+    return code or 0
 
 
 if __name__ == "__main__":

@@ -1,9 +1,9 @@
 """fp16 and int8 graphs of the demo captioner: TensorRT-shaped, recorded in the manifest, and as
 accurate on the held-out scenes as the issue asks (fp16 agrees with fp32; int8 within 1.5 BLEU-4 points)."""
 
+import json
 import shutil
 
-import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, numpy_helper
@@ -11,9 +11,7 @@ from onnx import TensorProto, numpy_helper
 from glimpse.bundle import Bundle
 from glimpse.cli import main
 from glimpse.demo import scenes
-from glimpse.demo.metrics import caption_scores
 from glimpse.demo.run import PACKAGED, sat_bundle
-from glimpse.runtime.caption import CaptionPipeline
 
 
 @pytest.fixture(scope="module")
@@ -66,15 +64,41 @@ def test_int8_is_symmetric_qdq_around_matmuls_only(quantized):
         assert all(inits[n.input[0]].data_type == TensorProto.INT8 for n in weights)  # no int32 bias dequantised
 
 
-def test_accuracy_on_the_test_split(quantized, test_split):
-    images, refs = test_split
-    caps = {
-        p: CaptionPipeline(quantized, precision=p)(images, beam_size=3, batch_size=50) for p in ("fp32", "fp16", "int8")
-    }
-    bleu = {p: caption_scores([c.caption for c in c_], refs)["BLEU-4"] for p, c_ in caps.items()}
-    fp16_agree = np.mean([a.tokens == b.tokens for a, b in zip(caps["fp32"], caps["fp16"])])
-    assert fp16_agree >= 0.99 and abs(bleu["fp16"] - bleu["fp32"]) <= 0.005
-    assert abs(bleu["int8"] - bleu["fp32"]) <= 0.015
+def test_accuracy_on_the_test_split(quantized, tmp_path, capsys):
+    out = tmp_path / "eval.json"
+    assert main(["eval", str(quantized.path), "--precision", "fp16", "int8", "--json", str(out)]) == 0
+    assert "| int8 |" in capsys.readouterr().out
+    figures = json.loads(out.read_text())["precisions"]
+    assert figures["fp32"]["agree_with_fp32"] == 500 and figures["fp32"]["BLEU-4 change"] == 0
+    assert figures["fp16"]["agree_with_fp32"] >= 495 and abs(figures["fp16"]["BLEU-4 change"]) <= 0.005
+    assert abs(figures["int8"]["BLEU-4 change"]) <= 0.015
+    # the graphs' own error, on the same inputs: fp16 far below int8, both far below a log-prob's scale
+    assert figures["fp16"]["logprob_error_mean"] < figures["int8"]["logprob_error_mean"] / 10
+    assert figures["int8"]["logprob_error_mean"] < 0.2
+
+
+def test_eval_refuses_a_model_of_other_images(small_bundle, capsys):
+    assert main(["eval", str(small_bundle), "--precision", "fp32"]) == 2
+    assert "not a model of the demo scenes" in capsys.readouterr().err
+
+
+def test_calibration_cache_is_reused(quantized, capsys):
+    before = {n: g["precisions"]["int8"] for n, g in quantized.graphs.items()}
+    assert all((quantized.path / e["calibration"]["cache"]).is_file() for e in before.values())
+    capsys.readouterr()
+    assert main(["quantize", str(quantized.path), "--precision", "int8"]) == 0
+    assert "reusing the calibration cache" in capsys.readouterr().err
+    after = Bundle(quantized.path).graphs
+    assert {n: after[n]["precisions"]["int8"]["sha256"] for n in after} == {n: e["sha256"] for n, e in before.items()}
+    assert main(["quantize", str(quantized.path), "--precision", "int8", "--calibration-size", "16"]) == 0
+    assert "reusing" not in capsys.readouterr().err  # other images: calibrated anew, the old cache replaced
+    assert len(list((quantized.path / "calibration").glob("step-*.json"))) == 1
+
+
+def test_every_precision_passes_the_tensorrt_check(quantized, capsys):
+    assert main(["check", str(quantized.path)]) == 0
+    out = capsys.readouterr().out
+    assert "9 of 9 graphs pass" in out and "step.int8.onnx" in out and "FAILED" not in out
 
 
 def test_caption_precision_option(quantized, tmp_path, capsys):

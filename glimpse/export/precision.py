@@ -8,11 +8,14 @@ graph runs on ONNX Runtime, where its accuracy is measured on any machine.
 * int8: explicit Q/DQ from ``onnxruntime.quantization.quantize_static``, with TensorRT's rules:
   symmetric int8 activations and weights (zero point 0), per-channel weights, bias left in float,
   only Conv/MatMul/Gemm quantised. Calibration inputs are the graphs' real inputs: images through the
-  bundle's preprocessing, and for the step, the states recorded while decoding those images.
+  bundle's preprocessing, and for the step, the states recorded while decoding those images. The
+  ranges found are kept in ``calibration/<graph>-<key>.json`` (onnxruntime's calibration cache), keyed
+  by the fp32 graph and the calibration pixels, so quantizing again with the same images skips them.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -28,6 +31,8 @@ from glimpse.export import onnx as onnx_export
 PRECISIONS = ("fp16", "int8")
 KEEP_FP32 = ["Softmax", "LogSoftmax", "LayerNormalization", "ReduceMean", "ReduceSum", "ReduceMax", "Sigmoid"]
 QUANTIZED_OPS = ["Conv", "MatMul", "Gemm"]
+CHECK_IMAGES = 8  # images whose decoding supplies the inputs each converted graph is measured on
+CALIBRATION = "calibration"
 
 
 def to_fp16(src: Path, dst: Path) -> None:
@@ -38,7 +43,8 @@ def to_fp16(src: Path, dst: Path) -> None:
     onnx.save(model, dst)
 
 
-def to_int8(src: Path, dst: Path, feeds: list[dict[str, np.ndarray]]) -> None:
+def to_int8(src: Path, dst: Path, feeds: list[dict[str, np.ndarray]], cache: Path) -> None:
+    """Q/DQ-quantize ``src`` on the ranges in ``cache``, found from ``feeds`` first if it is absent."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
     class Feeds(CalibrationDataReader):
@@ -59,10 +65,11 @@ def to_int8(src: Path, dst: Path, feeds: list[dict[str, np.ndarray]]) -> None:
         per_channel=True,
         op_types_to_quantize=QUANTIZED_OPS,
         extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False},
+        calibration_cache_path=cache,
     )
 
 
-def calibration_feeds(bundle: Bundle, pixels: np.ndarray, beam: int = 3, batch: int = 8) -> dict[str, list]:
+def recorded_feeds(bundle: Bundle, pixels: np.ndarray, beam: int = 3, batch: int = 8) -> dict[str, list]:
     """Each graph's inputs while the fp32 bundle captions ``pixels`` (N, 3, H, W): {graph: [feed, ...]}."""
     from glimpse.runtime.caption import CaptionPipeline
 
@@ -81,23 +88,42 @@ def calibration_feeds(bundle: Bundle, pixels: np.ndarray, beam: int = 3, batch: 
     return feeds
 
 
+def calibration_cache(bundle: Bundle, name: str, pixels: np.ndarray) -> Path:
+    """Where the ranges of graph ``name`` calibrated on ``pixels`` are kept: a name that changes with
+    the fp32 graph and with every calibration pixel."""
+    key = hashlib.sha256(bundle.graphs[name]["sha256"].encode())
+    key.update(str(pixels.shape).encode())
+    key.update(np.ascontiguousarray(pixels, np.float32).tobytes())
+    return bundle.path / CALIBRATION / f"{name}-{key.hexdigest()[:16]}.json"
+
+
 def quantize(bundle: Bundle, precision: str, pixels: np.ndarray, log: Callable[[str], None] = print) -> Bundle:
     """Write ``<graph>.<precision>.onnx`` for every graph of ``bundle``, measure each against fp32 on
-    the calibration inputs, and record them in the manifest."""
+    the inputs seen while decoding the first calibration images, and record them in the manifest."""
     from glimpse.runtime.session import OnnxRuntimeSession
 
     if precision not in PRECISIONS:
         raise GlimpseError(f"unknown precision '{precision}' (choose from {', '.join(PRECISIONS)})")
-    feeds = calibration_feeds(bundle, pixels)
+    caches = {name: calibration_cache(bundle, name, pixels) for name in bundle.graphs}
+    calibrate = precision == "int8" and not all(c.is_file() for c in caches.values())
+    if precision == "int8" and not calibrate:
+        log(f"reusing the calibration cache of these {len(pixels)} images ({CALIBRATION}/)")
+    feeds = recorded_feeds(bundle, pixels if calibrate else pixels[:CHECK_IMAGES])
     manifest = json.loads((bundle.path / MANIFEST).read_text())
     for name in bundle.graphs:
         src = bundle.graph_path(name)
         dst = src.with_name(f"{name}.{precision}.onnx")
         tmp = dst.with_name(f".{dst.name}.partial")
+        entry: dict = {}
         if precision == "fp16":
             to_fp16(src, tmp)
         else:
-            to_int8(src, tmp, feeds[name])
+            caches[name].parent.mkdir(exist_ok=True)
+            for stale in caches[name].parent.glob(f"{name}-*.json"):
+                if stale != caches[name]:
+                    stale.unlink()
+            to_int8(src, tmp, feeds[name], caches[name])
+            entry["calibration"] = {"images": len(pixels), "cache": str(caches[name].relative_to(bundle.path))}
         os.replace(tmp, dst)
         reference, converted = OnnxRuntimeSession(src), OnnxRuntimeSession(dst)
         sample = feeds[name][:: max(1, len(feeds[name]) // 16)]  # up to ~16 feeds spread over the run
@@ -112,6 +138,7 @@ def quantize(bundle: Bundle, precision: str, pixels: np.ndarray, log: Callable[[
             "sha256": sha256_of(dst),
             "bytes": dst.stat().st_size,
             "max_error_vs_fp32": errors,
+            **entry,
         }
     tmp = bundle.path / f".{MANIFEST}.partial"
     tmp.write_text(json.dumps(manifest, indent=1))
