@@ -10,6 +10,7 @@ The rules (onnx-tensorrt's docs/operators.md for TensorRT 10; TensorRT 11 parses
     qdq        QuantizeLinear/DequantizeLinear with an int8 zero point that is all zeros; dequantized
                data int8 (an int32 bias dequantization is refused)
     topk       TopK with sorted = 1 and a constant K below 3840
+    lstm       LSTM with layout 0, input_forget 0, and one set of activations for both directions
     loops      no Loop, If or Scan in a decoder step graph (it is replayed every step)
     profiles   every dynamic axis of every input named and given a min/opt/max range (glimpse.profiles)
 """
@@ -91,6 +92,8 @@ def check_graph(path: Path, name: str, precision: str = "fp32") -> Report:
             report.problems += [f"{where}: {p}" for p in _qdq_problems(node, constants, types)]
         if node.op_type == "TopK":
             report.problems += [f"{where}: {p}" for p in _topk_problems(node, constants)]
+        if node.op_type == "LSTM":
+            report.problems += [f"{where}: {p}" for p in _lstm_problems(node)]
     report.problems += _dtype_problems(nodes, types)
     report.problems += _profile_problems(model.graph)
     return report
@@ -125,6 +128,15 @@ def _topk_problems(node, constants: dict) -> list[str]:
         problems.append("K is not a constant")
     elif int(k.ravel()[0]) >= MAX_TOPK:
         problems.append(f"K = {int(k.ravel()[0])}: must be below {MAX_TOPK}")
+    return problems
+
+
+def _lstm_problems(node) -> list[str]:
+    attrs = {a.name: a for a in node.attribute}
+    problems = [f"{name} must be 0" for name in ("layout", "input_forget") if name in attrs and attrs[name].i != 0]
+    activations = [a.decode() for a in attrs["activations"].strings] if "activations" in attrs else []
+    if len(activations) == 6 and activations[:3] != activations[3:]:
+        problems.append(f"activations differ between directions ({activations})")
     return problems
 
 

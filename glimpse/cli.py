@@ -43,6 +43,69 @@ def cmd_export(args) -> None:
     log(f"wrote bundle {out}")
 
 
+def cmd_export_vqa(args) -> None:
+    import numpy as np
+
+    from glimpse.bundle import check_output_dir
+    from glimpse.checkpoints.vqa import import_vqa
+    from glimpse.export.vqa import export_vqa
+    from glimpse.images import image_files, load_image
+
+    check_output_dir(Path(args.out), args.force)
+    log(f"importing {args.checkpoint} and {args.cnn}")
+    model, questions, answers, preprocess = import_vqa(
+        args.family, args.checkpoint, args.cnn, args.caffe, args.image_size, args.max_question_length
+    )
+    c = model.config
+    log(
+        f"{args.family}: {c.backbone}{' (Caffe)' if c.caffe else ''} at {c.image_size}, {len(questions) - 1}"
+        f" question words, {len(answers)} answers"
+    )
+    images = None
+    if args.images:
+        images = np.stack([preprocess(load_image(p)) for p in image_files(args.images)[: args.max_images]])
+    source = {"checkpoint": Path(args.checkpoint).name, "cnn": Path(args.cnn).name}
+    out = export_vqa(
+        model, args.family, questions, answers, preprocess, args.out, images, args.force, args.tolerance, source, log
+    )
+    log(f"wrote bundle {out}")
+
+
+def cmd_vqa(args) -> int:
+    import json
+    import warnings
+
+    from glimpse.images import load_image
+    from glimpse.runtime.vqa import VQAPipeline
+
+    pipe = VQAPipeline(args.bundle, backend=args.backend, threads=args.threads, precision=args.precision)
+    image = load_image(args.image)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        answers = pipe.ask(image, args.questions, top_k=args.top_k)
+    for w in caught:
+        log(f"glimpse: warning: {w.message}")
+    for a in answers:
+        a.image = args.image
+        if args.json:
+            print(json.dumps(a.to_json()), flush=True)
+            continue
+        note = " (no word of it is known to the model)" if a.no_known_words else ""
+        if a.unknown and not note:
+            note = f" (unknown words: {', '.join(a.unknown)})"
+        print(f"{a.question}{note}")
+        for answer, p in a.answers:
+            print(f"  {p:6.1%}  {answer}")
+    if args.attention_plot:
+        from glimpse.plot import attention_plot
+
+        a = answers[0]
+        labels = [f"glimpse {g + 1}" for g in range(len(a.glimpses))]
+        attention_plot(image, labels, a.glimpses, args.attention_plot, first=a.answer)
+        log(f"attention maps of the first question: {args.attention_plot}")
+    return 0
+
+
 def cmd_inspect(args) -> None:
     from glimpse.bundle import Bundle
 
@@ -277,6 +340,73 @@ def parser() -> argparse.ArgumentParser:
     )
     sat.add_argument("--force", action="store_true", help="replace --out even if it is not a bundle")
     sat.set_defaults(run=cmd_export)
+
+    for family, title, default_size in (
+        ("saaa", "Show, Ask, Attend, and Answer (Cyanogenoid/pytorch-vqa)", 448),
+        ("san", "Stacked Attention Networks (glimpse's canonical layout)", 448),
+        ("rdan", "Dual Attention Networks, r-DAN (glimpse's canonical layout)", 448),
+    ):
+        v = fam.add_parser(
+            family,
+            help=title,
+            description=f"Export a {title} VQA model: encoder.onnx (image -> grid), question.onnx (tokens,"
+            " lengths -> the question's encoding; the lengths act as the packed batch did) and head.onnx (grid,"
+            " question -> answer logits and glimpse maps).",
+            epilog=f"example: glimpse export {family} --checkpoint logs/2017-08-04_00.55.19.pth --cnn"
+            " resnet152-95e0e999.pth --out vqa-bundle",
+        )
+        v.add_argument(
+            "--checkpoint",
+            required=True,
+            help="a checkpoint as pytorch-vqa's train.py writes it ({'weights', 'vocab', ...}; loaded through"
+            " an allow-list: no code from it runs)",
+        )
+        v.add_argument("--cnn", required=True, help="the ResNet state dict the image features came from")
+        v.add_argument(
+            "--caffe",
+            action=argparse.BooleanOptionalAction,
+            default=None,
+            help="the CNN is the Caffe-ported ResNet (stride in the first 1x1 convolution, ceil-mode max-pool);"
+            f" default: {'yes, as pytorch-vqa used' if family == 'saaa' else 'no'}",
+        )
+        v.add_argument(
+            "--image-size",
+            type=int,
+            default=default_size,
+            help=f"center crop the features were computed at (default {default_size}; resize to size/0.875 first)",
+        )
+        v.add_argument(
+            "--max-question-length",
+            type=int,
+            default=23,
+            help="longest question the model reads; longer ones are cut with a warning (default 23)",
+        )
+        v.add_argument("--out", required=True, help="bundle directory to write")
+        v.add_argument("--images", nargs="+", metavar="PATH", help="real images to check the graphs on, besides noise")
+        v.add_argument("--max-images", type=int, default=8, help="at most this many of --images (default 8)")
+        v.add_argument("--tolerance", type=float, default=1e-4, help="largest relative error accepted (default 1e-4)")
+        v.add_argument("--force", action="store_true", help="replace --out even if it is not a bundle")
+        v.set_defaults(run=cmd_export_vqa)
+
+    q = sub.add_parser(
+        "vqa",
+        help="answer questions about an image with a VQA bundle",
+        description="Answer questions about one image with a saaa/san/rdan bundle: the top-k answers with"
+        " their probabilities. The image is encoded once for all the questions. Words the model does not"
+        " know are read as unknown and named; a question longer than the model's limit is cut, with a warning.",
+        epilog='examples: glimpse vqa vqa-bundle photo.jpg "what colour is the bus?" "how many people are there?"'
+        ' | glimpse vqa vqa-bundle photo.jpg "is it raining?" --json --attention-plot glimpses.png',
+    )
+    q.add_argument("bundle", help="bundle directory (glimpse export saaa|san|rdan ...)")
+    q.add_argument("image", help="image file")
+    q.add_argument("questions", nargs="+", metavar="QUESTION", help="one or more questions")
+    q.add_argument("--top-k", type=int, default=5, help="answers to list per question (default 5)")
+    q.add_argument("--json", action="store_true", help="one JSON object per question")
+    q.add_argument("--attention-plot", metavar="PNG", help="save the first question's glimpse maps over the image")
+    q.add_argument("--backend", default="onnxruntime", choices=["onnxruntime", "torch"])
+    q.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "int8"])
+    q.add_argument("--threads", type=int, default=None, help="CPU threads (default: the cores this process may use)")
+    q.set_defaults(run=cmd_vqa)
 
     c = sub.add_parser(
         "caption",

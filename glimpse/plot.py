@@ -13,8 +13,11 @@ from glimpse.errors import GlimpseError
 SIDE = 14 * 24  # the tutorial shows 336x336 panels
 
 
-def attention_plot(image: Image.Image, words: list[str], alphas: np.ndarray, out: str | Path) -> Path:
-    """image: RGB; alphas: (len(words), S, S), one map per generated word (<end> included)."""
+def attention_plot(
+    image: Image.Image, words: list[str], alphas: np.ndarray, out: str | Path, first: str = "<start>"
+) -> Path:
+    """image: RGB; alphas: (len(words), S, S), one map per word (a caption's, <end> included, or a
+    question's glimpses); the first panel, titled ``first``, shows the image alone."""
     try:
         import matplotlib
 
@@ -23,7 +26,7 @@ def attention_plot(image: Image.Image, words: list[str], alphas: np.ndarray, out
     except ImportError:
         raise GlimpseError("--attention-plot needs matplotlib (pip install 'glimpse[plot]')") from None
     image = image.resize((SIDE, SIDE), Image.LANCZOS)
-    labels = ["<start>"] + words
+    labels = [first] + words
     cols = 5
     rows = math.ceil(len(labels) / cols)
     fig = plt.figure(figsize=(cols * 2.4, rows * 2.6))

@@ -7,6 +7,7 @@ from __future__ import annotations
 AXIS_RANGES = {
     "batch": (1, 1, 64),  # images in one call
     "beam": (1, 5, 16),  # live beams per image
+    "words": (1, 12, 32),  # words of a question (VQA questions run to 23)
 }
 
 

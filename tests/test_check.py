@@ -70,9 +70,10 @@ def test_a_clean_graph_passes(tmp_path):
             "sorted must be 1",
         ),
         (graph([helper.make_node("MatMulInteger", ["x", "x"], ["y"])]), "not an operator TensorRT"),
+        (graph([helper.make_node("LSTM", ["x", "w", "r"], ["y"], hidden_size=4, layout=1)]), "layout must be 0"),
         (graph([helper.make_node("Relu", ["x"], ["y"])], opset=8), "opset 8"),
         (graph([helper.make_node("Relu", ["x"], ["y"])], inputs=[("x", F, [None, 8])]), "dynamic and unnamed"),
-        (graph([helper.make_node("Relu", ["x"], ["y"])], inputs=[("x", F, ["words", 8])]), "no profile range"),
+        (graph([helper.make_node("Relu", ["x"], ["y"])], inputs=[("x", F, ["sentences", 8])]), "no profile range"),
         (
             graph(
                 [helper.make_node("Cast", ["x"], ["y"], to=TensorProto.DOUBLE)],

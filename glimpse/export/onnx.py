@@ -33,6 +33,7 @@ class Graph:
     inputs: dict[str, torch.Tensor]
     outputs: list[str]
     dynamic: dict[str, dict[int, str]] = field(default_factory=dict)  # input -> {axis: axis name}
+    lstm_lengths: str | None = None  # an input to give every LSTM as its sequence_lens (glimpse.models.vqa)
 
     @property
     def file(self) -> str:
@@ -61,7 +62,33 @@ def export(graph: Graph, path: Path) -> float:
             dynamo=True,
             verbose=False,
         )
+    model = onnx.load(str(path))
+    if graph.lstm_lengths:
+        set_lstm_lengths(model, graph.lstm_lengths)
+    # the exporter keeps every parameter of the module, used or not (a graph cut from a method of a
+    # whole model would carry all of it)
+    used = {name for node in model.graph.node for name in node.input}
+    kept = [t for t in model.graph.initializer if t.name in used]
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(kept)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
     return time.perf_counter() - start
+
+
+def set_lstm_lengths(model: onnx.ModelProto, lengths: str) -> None:
+    """Give every LSTM operator the int64 input ``lengths`` (B,) as its sequence_lens, so that each
+    row's outputs stop at its length as a packed PyTorch batch does (the exporter leaves it empty: it
+    traces the LSTM over the padded batch)."""
+    lstms = [n for n in model.graph.node if n.op_type == "LSTM"]
+    if not lstms:
+        raise ValueError("no LSTM operator to give the lengths to")
+    cast = onnx.helper.make_node("Cast", [lengths], [f"{lengths}_int32"], to=onnx.TensorProto.INT32)
+    for node in lstms:
+        while len(node.input) < 5:
+            node.input.append("")
+        node.input[4] = cast.output[0]
+    model.graph.node.insert(0, cast)
 
 
 def describe(path: Path) -> tuple[list[dict], list[dict]]:
@@ -95,3 +122,71 @@ def errors(got: dict[str, np.ndarray], want: dict[str, np.ndarray]) -> dict[str,
 def merge_errors(a: dict, b: dict) -> dict:
     """The worse of two error tables, output by output."""
     return {k: {m: max(a.get(k, {}).get(m, 0.0), v[m]) for m in v} for k, v in b.items()}
+
+
+# --------------------------------------------------------------------------- into a bundle
+
+
+def export_graphs(writer, graphs: list[Graph], log) -> tuple[dict, dict]:
+    """Export ``graphs`` into a BundleWriter's directory -> (manifest entries, ONNX Runtime sessions)."""
+    from glimpse.bundle import sha256_of
+    from glimpse.runtime.session import OnnxRuntimeSession
+
+    entries, sessions = {}, {}
+    for graph in graphs:
+        path = writer.file(graph.file)
+        seconds = export(graph, path)
+        sessions[graph.name] = OnnxRuntimeSession(path)
+        inputs, outputs = describe(path)
+        entries[graph.name] = {
+            "file": graph.file,
+            "sha256": sha256_of(path),
+            "bytes": path.stat().st_size,
+            "precision": "fp32",
+            "inputs": inputs,
+            "outputs": outputs,
+        }
+        log(f"exported {graph.file:<14} {path.stat().st_size / 1e6:8.1f} MB  {seconds:5.1f} s")
+    return entries, sessions
+
+
+def record_errors(entries: dict, errors: dict, tolerance: float, log) -> None:
+    """Put each graph's measured error into its manifest entry; raise ExportError if one is above
+    ``tolerance`` (relative), so that nothing is written."""
+    from glimpse.errors import ExportError
+
+    for name, table in errors.items():
+        entries[name]["max_error"] = table
+        worst_output, worst = max(table.items(), key=lambda kv: kv[1]["max_rel"])
+        log(f"checked  {name + '.onnx':<14} max rel error {worst['max_rel']:.2e} ({worst_output})")
+        if not worst["max_rel"] <= tolerance:  # also catches NaN
+            raise ExportError(
+                f"{name}.onnx: output '{worst_output}' differs from the PyTorch reference by"
+                f" {worst['max_rel']:.2e} (relative), above the tolerance {tolerance:.0e}; nothing was written"
+            )
+
+
+def save_weights(writer, model: nn.Module) -> dict:
+    """The model's plain state dict for the torch backend -> its manifest entry."""
+    from glimpse.bundle import sha256_of
+
+    path = writer.file("weights.pt")
+    torch.save(model.state_dict(), path)
+    return {"file": path.name, "sha256": sha256_of(path), "bytes": path.stat().st_size}
+
+
+def tool_versions() -> dict:
+    import platform
+
+    import onnxruntime
+
+    from glimpse import __version__
+
+    return {
+        "glimpse": __version__,
+        "torch": torch.__version__,
+        "onnx": onnx.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "opset": OPSET,
+        "python": platform.python_version(),
+    }

@@ -70,10 +70,17 @@ def to_int8(src: Path, dst: Path, feeds: list[dict[str, np.ndarray]], cache: Pat
 
 
 def recorded_feeds(bundle: Bundle, pixels: np.ndarray, beam: int = 3, batch: int = 8) -> dict[str, list]:
-    """Each graph's inputs while the fp32 bundle captions ``pixels`` (N, 3, H, W): {graph: [feed, ...]}."""
-    from glimpse.runtime.caption import CaptionPipeline
+    """Each graph's inputs while the fp32 bundle runs on ``pixels`` (N, 3, H, W): {graph: [feed, ...]}.
+    A captioner captions them; a VQA model answers the demo scenes' questions about them (questions
+    of every kind and length, in words a VQA vocabulary knows)."""
+    if bundle.family == "sat":
+        from glimpse.runtime.caption import CaptionPipeline
 
-    pipe = CaptionPipeline(bundle)
+        pipe = CaptionPipeline(bundle)
+    else:
+        from glimpse.runtime.vqa import VQAPipeline
+
+        pipe = VQAPipeline(bundle)
     feeds: dict[str, list] = {name: [] for name in pipe.sessions}
     for name, session in pipe.sessions.items():
         run = session.run
@@ -83,8 +90,17 @@ def recorded_feeds(bundle: Bundle, pixels: np.ndarray, beam: int = 3, batch: int
             return run(inputs)
 
         session.run = recording
+    if bundle.family == "sat":
+        for i in range(0, len(pixels), batch):
+            pipe.decode(pixels[i : i + batch], beam)
+        return feeds
+    from glimpse.demo import scenes
+
+    questions = [q for s in scenes.scenes("val", 8) for q, _ in s.questions]
     for i in range(0, len(pixels), batch):
-        pipe.decode(pixels[i : i + batch], beam)
+        grids = pipe.sessions["encoder"].run({"image": pixels[i : i + batch]})["grid"]
+        asked = [pipe.read(questions[(i + n) % len(questions)])[0] for n in range(len(grids))]
+        pipe.answer_batch(grids, asked)
     return feeds
 
 

@@ -3,20 +3,16 @@ the tutorial's own arithmetic on ONNX Runtime."""
 
 from __future__ import annotations
 
-import platform
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from glimpse import __version__
-from glimpse.bundle import BundleWriter, sha256_of
-from glimpse.errors import ExportError
+from glimpse.bundle import BundleWriter
 from glimpse.export import onnx as onnx_export
 from glimpse.models.sat import GRAPH_IO, ShowAttendTell, reference_step
 from glimpse.preprocess import Preprocess
-from glimpse.runtime.session import OnnxRuntimeSession
 from glimpse.vocab import Vocab
 
 TOLERANCE = 1e-4  # max |onnx - reference| / max |reference|, per output
@@ -124,34 +120,10 @@ def export_sat(
     if images is not None and len(images):
         check_images = np.concatenate([check_images, images.astype(np.float32)])
     with BundleWriter(out, force=force) as writer:
-        graphs, sessions = {}, {}
-        for graph in cut(model):
-            path = writer.file(graph.file)
-            seconds = onnx_export.export(graph, path)
-            sessions[graph.name] = OnnxRuntimeSession(path)
-            inputs, outputs = onnx_export.describe(path)
-            graphs[graph.name] = {
-                "file": graph.file,
-                "sha256": sha256_of(path),
-                "bytes": path.stat().st_size,
-                "precision": "fp32",
-                "inputs": inputs,
-                "outputs": outputs,
-            }
-            log(f"exported {graph.file:<12} {path.stat().st_size / 1e6:8.1f} MB  {seconds:5.1f} s")
+        graphs, sessions = onnx_export.export_graphs(writer, cut(model), log)
         errors = check(model, sessions, check_images, start=vocab.special["start"])
-        for name, table in errors.items():
-            graphs[name]["max_error"] = table
-            worst_output, worst = max(table.items(), key=lambda kv: kv[1]["max_rel"])
-            log(f"checked  {name + '.onnx':<12} max rel error {worst['max_rel']:.2e} ({worst_output})")
-            if not worst["max_rel"] <= tolerance:  # also catches NaN
-                raise ExportError(
-                    f"{name}.onnx: output '{worst_output}' differs from the PyTorch reference by"
-                    f" {worst['max_rel']:.2e} (relative), above the tolerance {tolerance:.0e}; nothing was written"
-                )
+        onnx_export.record_errors(graphs, errors, tolerance, log)
         vocab.save(writer.file("vocab.json"))
-        weights = writer.file("weights.pt")  # for the torch backend: a plain state dict
-        torch.save(model.state_dict(), weights)
         return writer.commit(
             {
                 "family": "sat",
@@ -160,9 +132,7 @@ def export_sat(
                 "vocab": "vocab.json",
                 "special_tokens": vocab.special,
                 "graphs": graphs,
-                "files": {
-                    "weights": {"file": weights.name, "sha256": sha256_of(weights), "bytes": weights.stat().st_size}
-                },
+                "files": {"weights": onnx_export.save_weights(writer, model)},
                 "check": {
                     "tolerance": tolerance,
                     "images": len(check_images),
@@ -171,20 +141,6 @@ def export_sat(
                     "metric": "max |onnx - torch| / max |torch| per output, ONNX Runtime CPU",
                 },
                 "source": source or {},
-                "tools": tool_versions(),
+                "tools": onnx_export.tool_versions(),
             }
         )
-
-
-def tool_versions() -> dict:
-    import onnx
-    import onnxruntime
-
-    return {
-        "glimpse": __version__,
-        "torch": torch.__version__,
-        "onnx": onnx.__version__,
-        "onnxruntime": onnxruntime.__version__,
-        "opset": onnx_export.OPSET,
-        "python": platform.python_version(),
-    }

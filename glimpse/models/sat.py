@@ -20,18 +20,9 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
+from torchvision.models.resnet import BasicBlock, Bottleneck
 
-# Blocks per stage and block kind of each torchvision ResNet; used to read the depth from weights.
-# resnet10 is ResNet(BasicBlock, [1, 1, 1, 1]), the small backbone of glimpse's demo model.
-RESNETS = {
-    "resnet10": ((1, 1, 1, 1), "basic"),
-    "resnet18": ((2, 2, 2, 2), "basic"),
-    "resnet34": ((3, 4, 6, 3), "basic"),
-    "resnet50": ((3, 4, 6, 3), "bottleneck"),
-    "resnet101": ((3, 4, 23, 3), "bottleneck"),
-    "resnet152": ((3, 8, 36, 3), "bottleneck"),
-}
+from glimpse.models.cnn import RESNETS, feature_side, resnet
 
 
 @dataclass
@@ -58,9 +49,7 @@ class Encoder(nn.Module):
     def __init__(self, backbone: str = "resnet101", encoded_image_size: int = 14):
         super().__init__()
         self.enc_image_size = encoded_image_size
-        layers, kind = RESNETS[backbone]
-        resnet = ResNet(BasicBlock if kind == "basic" else Bottleneck, list(layers))  # = torchvision's resnetNN()
-        self.resnet = nn.Sequential(*list(resnet.children())[:-2])
+        self.resnet = nn.Sequential(*list(resnet(backbone).children())[:-2])  # = torchvision's resnetNN()
         self.adaptive_pool = nn.AdaptiveAvgPool2d((encoded_image_size, encoded_image_size))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -214,23 +203,13 @@ def adaptive_pool_matrix(n_in: int, n_out: int) -> torch.Tensor:
     return a
 
 
-def resnet_feature_side(n: int) -> int:
-    """Side of a torchvision ResNet's last feature map for an n x n input (256 -> 8): the stem's 7x7/2
-    convolution and 3x3/2 max-pool, then three stride-2 stages."""
-    n = (n + 2 * 3 - 7) // 2 + 1
-    n = (n + 2 * 1 - 3) // 2 + 1
-    for _ in range(3):
-        n = (n - 1) // 2 + 1
-    return n
-
-
 class EncoderGraph(nn.Module):
     """image (B, 3, H, W) -> features (B, P, E), the adaptive pool written as two constant matmuls."""
 
     def __init__(self, encoder: Encoder, image_size: int):
         super().__init__()
         self.resnet = encoder.resnet
-        side, s = resnet_feature_side(image_size), encoder.enc_image_size
+        side, s = feature_side(image_size), encoder.enc_image_size
         self.register_buffer("pool_h", adaptive_pool_matrix(side, s), persistent=False)  # (S, h)
         self.register_buffer("pool_wt", adaptive_pool_matrix(side, s).t().contiguous(), persistent=False)  # (w, S)
 

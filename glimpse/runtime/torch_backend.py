@@ -30,6 +30,22 @@ class TorchSession(Session):
         return {n: t.cpu().numpy() for n, t in zip(self.output_names, out)}
 
 
+def build_model(family: str, config: dict):
+    """A family's reference module, untrained, from a bundle's config."""
+    from glimpse.models import rdan, saaa, san, sat
+
+    models = {
+        "sat": (sat.SATConfig, sat.ShowAttendTell),
+        "saaa": (saaa.SAAAConfig, saaa.SAAA),
+        "san": (san.SANConfig, san.SAN),
+        "rdan": (rdan.RDANConfig, rdan.RDAN),
+    }
+    if family not in models:
+        raise BundleError(f"the torch backend does not run family '{family}' yet")
+    config_class, model_class = models[family]
+    return model_class(config_class(**config))
+
+
 def torch_sessions(bundle: Bundle, names: list[str], device: str = "cpu", threads: int | None = None) -> dict:
     try:
         import torch
@@ -39,11 +55,7 @@ def torch_sessions(bundle: Bundle, names: list[str], device: str = "cpu", thread
         raise BackendUnavailable(f"device {device}: torch sees no CUDA device here")
     if threads:
         torch.set_num_threads(threads)
-    if bundle.family != "sat":
-        raise BundleError(f"{bundle.path}: the torch backend does not run family '{bundle.family}' yet")
-    from glimpse.models.sat import SATConfig, ShowAttendTell
-
-    model = ShowAttendTell(SATConfig(**bundle.config))
+    model = build_model(bundle.family, bundle.config)
     state = torch.load(bundle.file_path("weights"), map_location="cpu", weights_only=True)
     model.load_state_dict(state)
     model.eval()

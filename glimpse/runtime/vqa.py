@@ -1,0 +1,150 @@
+"""VQAPipeline: a VQA bundle (saaa, san, rdan), a backend, (image, question) pairs in, answers out.
+
+    pipe = VQAPipeline("saaa-bundle")                               # ONNX Runtime on the CPU
+    [a] = pipe.ask("photo.jpg", ["what colour is the bus?"])
+    a.answer, a.answers, a.glimpses                                 # top-k (answer, p); (G, h, w) maps
+
+Each distinct image goes through the encoder once for all of its questions; questions are batched,
+padded to the longest, and read with their lengths, so a batch answers exactly as one by one.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from glimpse.bundle import Bundle
+from glimpse.checkpoints.vqa import tokenize
+from glimpse.errors import BundleError, GlimpseError
+from glimpse.runtime.caption import _as_image, _name, open_sessions
+from glimpse.vocab import Vocab
+
+FAMILIES = ("saaa", "san", "rdan")
+
+
+@dataclass
+class Answer:
+    image: str
+    question: str
+    answers: list[tuple[str, float]]  # the top k, most probable first: (answer, softmax probability)
+    words: list[str]  # the words the model read (after truncation)
+    unknown: list[str] = field(default_factory=list)  # of those, words it does not know (read as <unk>)
+    truncated: bool = False  # the question was longer than the model's limit
+    glimpses: np.ndarray | None = field(default=None, repr=False)  # (G, h, w) image attention maps
+
+    @property
+    def answer(self) -> str:
+        return self.answers[0][0]
+
+    @property
+    def no_known_words(self) -> bool:
+        return len(self.unknown) == len(self.words)
+
+    def to_json(self) -> dict:
+        out = {"image": self.image, "question": self.question, "answer": self.answer}
+        out["answers"] = [{"answer": a, "probability": p} for a, p in self.answers]
+        if self.unknown:
+            out["unknown_words"] = self.unknown
+        if self.truncated:
+            out["truncated_to"] = len(self.words)
+        return out
+
+
+class VQAPipeline:
+    def __init__(
+        self,
+        bundle: str | Path | Bundle,
+        backend: str = "onnxruntime",
+        device: str = "cpu",
+        threads: int | None = None,
+        precision: str = "fp32",
+    ):
+        self.bundle = bundle if isinstance(bundle, Bundle) else Bundle(bundle)
+        if self.bundle.family not in FAMILIES:
+            raise BundleError(f"{self.bundle.path}: a '{self.bundle.family}' bundle, not a VQA model")
+        self.vocab = self.bundle.vocab
+        self.answers = Vocab.load(self.bundle.path / self.bundle.manifest["answers"])
+        self.preprocess = self.bundle.preprocess
+        self.max_words = self.bundle.config["max_question_length"]
+        self.sessions = open_sessions(self.bundle, ["encoder", "question", "head"], backend, device, threads, precision)
+        self.head_inputs = [v["name"] for v in self.bundle.graphs["head"]["inputs"]]
+
+    def ask(self, image, questions: list[str], top_k: int = 5) -> list[Answer]:
+        """Answer ``questions`` about one image (a path, PIL image or HxWx3 uint8 array)."""
+        return self([(image, q) for q in questions], top_k=top_k)
+
+    def __call__(self, pairs, top_k: int = 5, batch_size: int = 32) -> list[Answer]:
+        """Answer (image, question) pairs; an image that appears in several pairs (the same path or
+        the same object) is encoded once."""
+        pairs = list(pairs)
+        if top_k < 1:
+            raise GlimpseError(f"top-k must be at least 1, not {top_k}")
+        keys = [str(im) if isinstance(im, (str, Path)) else id(im) for im, _ in pairs]
+        first = {}
+        for i, key in enumerate(keys):
+            first.setdefault(key, i)
+        order = list(first)  # distinct images, in order of first appearance
+        pixels = np.stack([self.preprocess(_as_image(pairs[first[k]][0])) for k in order])
+        grids = np.concatenate(
+            [
+                self.sessions["encoder"].run({"image": pixels[i : i + batch_size]})["grid"]
+                for i in range(0, len(pixels), batch_size)
+            ]
+        )
+        row = {k: i for i, k in enumerate(order)}
+        out = []
+        for i in range(0, len(pairs), batch_size):
+            chunk = range(i, min(i + batch_size, len(pairs)))
+            read = [self.read(pairs[j][1]) for j in chunk]
+            logits, glimpses = self.answer_batch(grids[[row[keys[j]] for j in chunk]], [r[0] for r in read])
+            probs = _softmax(logits)
+            for n, j in enumerate(chunk):
+                best = np.argsort(-probs[n], kind="stable")[:top_k]
+                words, unknown, truncated = read[n][1:]
+                out.append(
+                    Answer(
+                        _name(pairs[j][0], first[keys[j]]),
+                        pairs[j][1],
+                        [(self.answers.itos[a], float(probs[n, a])) for a in best],
+                        words,
+                        unknown,
+                        truncated,
+                        glimpses[n],
+                    )
+                )
+        return out
+
+    def read(self, question: str) -> tuple[list[int], list[str], list[str], bool]:
+        """A question -> (token ids, words read, unknown words among them, truncated?)."""
+        if not isinstance(question, str) or not tokenize(question):
+            raise GlimpseError(f"empty question {question!r}: a question needs at least one word")
+        words = tokenize(question)
+        truncated = len(words) > self.max_words
+        if truncated:
+            warnings.warn(
+                f"question {question!r} has {len(words)} words; the model reads at most {self.max_words}:"
+                " the rest is cut off",
+                stacklevel=3,
+            )
+            words = words[: self.max_words]
+        ids = [self.vocab.stoi.get(w, 0) for w in words]
+        return ids, words, [w for w, i in zip(words, ids) if i == 0], truncated
+
+    def answer_batch(self, grids: np.ndarray, questions: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+        """grids (N, C, h, w) and N token lists -> logits (N, A), glimpses (N, G, h, w)."""
+        lengths = np.array([len(q) for q in questions], dtype=np.int64)
+        tokens = np.zeros((len(questions), lengths.max()), dtype=np.int64)  # 0: padding
+        for n, q in enumerate(questions):
+            tokens[n, : len(q)] = q
+        encoded = self.sessions["question"].run({"tokens": tokens, "lengths": lengths})
+        feed = {**encoded, "grid": grids, "lengths": lengths}
+        out = self.sessions["head"].run({name: feed[name] for name in self.head_inputs})
+        return out["logits"], out["glimpses"]
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)

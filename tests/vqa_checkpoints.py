@@ -1,0 +1,43 @@
+"""VQA checkpoints written the way pytorch-vqa's train.py writes them (random weights, settled
+BatchNorm), with the separate CNN state dict their features came from."""
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from glimpse.models.sat import settle_batchnorm
+from glimpse.models.vqa import VQAModel
+
+
+def vocab(n_words: int, n_answers: int) -> dict:
+    """pytorch-vqa's vocab.json: question ids from 1 (0 is unknown), answer ids from 0."""
+    words = ["what", "colour", "is", "the", "bus", "how", "many"] + [f"word{i}" for i in range(n_words - 7)]
+    return {"question": {w: i + 1 for i, w in enumerate(words)}, "answer": {f"ans{i}": i for i in range(n_answers)}}
+
+
+def write(out: Path, model: VQAModel, family: str, n_words: int, seed: int = 0) -> tuple[Path, Path]:
+    """-> (checkpoint, cnn weights). ``model``'s config must have tokens = n_words + 1."""
+    torch.manual_seed(seed)
+    settle_batchnorm(model.cnn, image_size=model.config.image_size)
+    out.mkdir(parents=True, exist_ok=True)
+    head = model.net if family == "saaa" else model
+    weights = nn.DataParallel(head).state_dict()  # 'module.' prefixed, as train.py saves it
+    if family != "saaa":
+        weights = type(weights)((k, v) for k, v in weights.items() if not k.startswith("module.cnn."))
+    results = {
+        "name": "2017-08-04_00.55.19",
+        "tracker": {"train_loss": [[torch.tensor(1.5), torch.tensor(1.2)]], "val_acc": [[0.41, 0.43]]},
+        "config": {"image_size": model.config.image_size, "batch_size": 128, "initial_lr": 1e-3},
+        "weights": weights,
+        "eval": {
+            "answers": [torch.tensor([1, 2])],
+            "accuracies": [torch.tensor([0.3, 1.0])],
+            "idx": [torch.tensor([0, 1])],
+        },
+        "vocab": vocab(n_words, model.config.answers),
+    }
+    checkpoint, cnn = out / f"{family}.pth", out / "resnet.pth"
+    torch.save(results, checkpoint)
+    torch.save({**model.cnn.state_dict(), "fc.weight": torch.zeros(10, 2), "fc.bias": torch.zeros(10)}, cnn)
+    return checkpoint, cnn
