@@ -54,7 +54,13 @@ def cmd_export_vqa(args) -> None:
     check_output_dir(Path(args.out), args.force)
     log(f"importing {args.checkpoint} and {args.cnn}")
     model, questions, answers, preprocess = import_vqa(
-        args.family, args.checkpoint, args.cnn, args.caffe, args.image_size, args.max_question_length
+        args.family,
+        args.checkpoint,
+        args.cnn,
+        args.caffe,
+        args.image_size,
+        args.max_question_length,
+        args.central_fraction,
     )
     c = model.config
     log(
@@ -65,9 +71,8 @@ def cmd_export_vqa(args) -> None:
     if args.images:
         images = np.stack([preprocess(load_image(p)) for p in image_files(args.images)[: args.max_images]])
     source = {"checkpoint": Path(args.checkpoint).name, "cnn": Path(args.cnn).name}
-    out = export_vqa(
-        model, args.family, questions, answers, preprocess, args.out, images, args.force, args.tolerance, source, log
-    )
+    options = {"images": images, "force": args.force, "tolerance": args.tolerance, "source": source, "log": log}
+    out = export_vqa(model, args.family, questions, answers, preprocess, args.out, **options)
     log(f"wrote bundle {out}")
 
 
@@ -203,15 +208,27 @@ def cmd_demo(args) -> None:
         speed_scenes=args.speed_scenes,
         attention_plot=Path(args.attention_plot) if args.attention_plot else None,
         threads=args.threads,
+        vqa=args.vqa,
         log=log,
     )
 
 
 def cmd_demo_train(args) -> None:
-    from glimpse.demo.train_sat import TrainConfig, train
+    from dataclasses import replace
 
-    config = TrainConfig(steps=args.steps, batch_size=args.batch_size, val_every=args.val_every, seed=args.seed)
-    train(args.out, config, log=log)
+    from glimpse.demo import train_mdan, train_sat, train_vqa
+
+    out = Path(args.out)
+    given = {k: getattr(args, k) for k in ("steps", "batch_size", "val_every", "seed") if getattr(args, k) is not None}
+    families = tuple(m for m in args.models if m in train_vqa.FAMILIES)
+    if "sat" not in args.models and not (out / train_sat.CHECKPOINT).is_file():
+        raise GlimpseError(f"{out}: the other models read the captioner's CNN; train it first (--models sat ...)")
+    if "sat" in args.models:
+        train_sat.train(out, replace(train_sat.TrainConfig(), **given), log=log)
+    if families:
+        train_vqa.train(out, out, families, replace(train_vqa.TrainConfig(), **given), log=log)
+    if "mdan" in args.models:
+        train_mdan.train(out, out, replace(train_mdan.TrainConfig(), **given), log=log)
 
 
 def cmd_bench(args) -> None:
@@ -341,10 +358,10 @@ def parser() -> argparse.ArgumentParser:
     sat.add_argument("--force", action="store_true", help="replace --out even if it is not a bundle")
     sat.set_defaults(run=cmd_export)
 
-    for family, title, default_size in (
-        ("saaa", "Show, Ask, Attend, and Answer (Cyanogenoid/pytorch-vqa)", 448),
-        ("san", "Stacked Attention Networks (glimpse's canonical layout)", 448),
-        ("rdan", "Dual Attention Networks, r-DAN (glimpse's canonical layout)", 448),
+    for family, title in (
+        ("saaa", "Show, Ask, Attend, and Answer (Cyanogenoid/pytorch-vqa)"),
+        ("san", "Stacked Attention Networks (glimpse's canonical layout)"),
+        ("rdan", "Dual Attention Networks, r-DAN (glimpse's canonical layout)"),
     ):
         v = fam.add_parser(
             family,
@@ -372,8 +389,13 @@ def parser() -> argparse.ArgumentParser:
         v.add_argument(
             "--image-size",
             type=int,
-            default=default_size,
-            help=f"center crop the features were computed at (default {default_size}; resize to size/0.875 first)",
+            help="center crop the features were computed at (default: the checkpoint's config, else 448)",
+        )
+        v.add_argument(
+            "--central-fraction",
+            type=float,
+            help="images are resized to image-size / this, then center-cropped (default: the checkpoint's"
+            " config, else 0.875, pytorch-vqa's)",
         )
         v.add_argument(
             "--max-question-length",
@@ -387,6 +409,10 @@ def parser() -> argparse.ArgumentParser:
         v.add_argument("--tolerance", type=float, default=1e-4, help="largest relative error accepted (default 1e-4)")
         v.add_argument("--force", action="store_true", help="replace --out even if it is not a bundle")
         v.set_defaults(run=cmd_export_vqa)
+
+    from glimpse import cli_match
+
+    cli_match.add_export(fam)
 
     q = sub.add_parser(
         "vqa",
@@ -407,6 +433,7 @@ def parser() -> argparse.ArgumentParser:
     q.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "int8"])
     q.add_argument("--threads", type=int, default=None, help="CPU threads (default: the cores this process may use)")
     q.set_defaults(run=cmd_vqa)
+    cli_match.add_commands(sub)
 
     c = sub.add_parser(
         "caption",
@@ -458,12 +485,15 @@ def parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser(
         "demo",
-        help="caption generated scenes with the packaged demo model; score it and time it",
+        help="run the packaged demo models on generated scenes: captions, answers, retrieval; scored and timed",
         description="Import the packaged demo checkpoint (a Show-Attend-Tell model trained on generated scenes of"
         " coloured shapes, saved in the tutorial's format), export it to a bundle (once; reused), caption held-out"
         " test scenes with ONNX Runtime on the CPU, print them beside their reference captions with BLEU and CIDEr"
         " (pycocoevalcap), check the torch backend gives the same captions, and time glimpse against the"
-        " tutorial's caption.py loop.",
+        " tutorial's caption.py loop. Then the packaged VQA models (saaa, san, rdan; pytorch-vqa's checkpoint"
+        " format) answer every question of those scenes (accuracy per kind of question), and the m-DAN"
+        " matching model retrieves them by their captions (R@1/5/10 both ways), each checked against the"
+        " torch backend.",
         epilog="examples: glimpse demo | glimpse demo --attention-plot attention.png | glimpse demo train --out my-demo"
         " && glimpse demo --checkpoints my-demo",
     )
@@ -481,21 +511,40 @@ def parser() -> argparse.ArgumentParser:
         help="scenes to time at batch 1 against the reference (default 20; 0 skips)",
     )
     d.add_argument("--attention-plot", metavar="OUT.png", help="write the first scene's attention maps")
+    d.add_argument(
+        "--vqa",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also answer the scenes' questions with the demo VQA models (saaa, san, rdan) and retrieve them by"
+        " their captions with the demo m-DAN (default: yes)",
+    )
     d.add_argument("--threads", type=int, default=None, help="CPU threads (default: the cores this process may use)")
     d.set_defaults(run=cmd_demo)
     demo_sub = d.add_subparsers(dest="demo_command", metavar="train")
     t = demo_sub.add_parser(
         "train",
-        help="train the demo model from scratch (about 20 minutes on 2 CPU cores)",
-        description="Train the demo Show-Attend-Tell model on freshly generated scenes as the tutorial's train.py"
-        " trains, validating every --val-every steps, and write the best checkpoint and its word map in the"
-        " tutorial's layout (BEST_checkpoint_shapes.pth.tar, WORDMAP_shapes.json).",
+        help="train the demo models from scratch (about 40 minutes on 2 CPU cores)",
+        description="Train the demo Show-Attend-Tell captioner on freshly generated scenes as the tutorial's"
+        " train.py trains, and write the checkpoint with the best validation BLEU-4 in the tutorial's layout"
+        " (BEST_checkpoint_shapes.pth.tar, WORDMAP_shapes.json); then the VQA models saaa, san and rdan on the"
+        " scenes' questions over the captioner's frozen CNN, as pytorch-vqa's train.py trains, each written as"
+        " pytorch-vqa writes its checkpoints (<family>_shapes.pth); then the m-DAN matching model on the scenes'"
+        " captions (mdan_shapes.pth).",
+        epilog="examples: glimpse demo train --out my-demo | glimpse demo train --out my-demo --models saaa"
+        " (the VQA models need the captioner in --out)",
     )
-    t.add_argument("--out", required=True, help="directory to write the checkpoint and word map into")
-    t.add_argument("--steps", type=int, default=1500, help="optimizer steps (default 1500)")
-    t.add_argument("--batch-size", type=int, default=32, help="scenes per step (default 32)")
-    t.add_argument("--val-every", type=int, default=250, help="validate and keep the best every N steps (default 250)")
-    t.add_argument("--seed", type=int, default=0, help="random seed of the initialisation and caption choice")
+    t.add_argument("--out", required=True, help="directory to write the checkpoints into")
+    t.add_argument(
+        "--models",
+        nargs="+",
+        choices=("sat", "saaa", "san", "rdan", "mdan"),
+        default=["sat", "saaa", "san", "rdan", "mdan"],
+        help="which to train (default all; the captioner first, its CNN feeds the others)",
+    )
+    t.add_argument("--steps", type=int, help="optimizer steps (default 1500 sat, 3000 VQA, 2000 mdan)")
+    t.add_argument("--batch-size", type=int, help="scenes (sat 32, mdan 64) or questions (VQA 128) per step")
+    t.add_argument("--val-every", type=int, help="validate and keep the best every N steps (default 250 / 500)")
+    t.add_argument("--seed", type=int, help="random seed of the initialisation and data order (default 0)")
     t.set_defaults(run=cmd_demo_train)
 
     q = sub.add_parser(
@@ -574,18 +623,20 @@ def parser() -> argparse.ArgumentParser:
 
     v = sub.add_parser(
         "eval",
-        help="accuracy of a demo model's fp16/int8 graphs against fp32 on the held-out test scenes",
-        description="Caption the demo's held-out test scenes with the fp32 graphs and with each --precision,"
-        " and print: captions identical to fp32's, BLEU-4 and CIDEr and their change from fp32, and the"
-        " max/mean error of the step's log-probabilities on the inputs fp32 decoding fed it. The bundle must"
-        " be a model of the demo scenes (glimpse demo's, or one trained by glimpse demo train).",
-        epilog="example: glimpse quantize runs/demo/sat-bundle --precision fp16 int8 &&"
-        " glimpse eval runs/demo/sat-bundle --precision fp16 int8",
+        help="accuracy of a demo model's fp16/int8 graphs (captioner or VQA) against fp32 on the test scenes",
+        description="Run the demo's held-out test scenes through the fp32 graphs and through each --precision."
+        " A captioner (sat): captions identical to fp32's, BLEU-4 and CIDEr and their change from fp32, and the"
+        " max/mean error of the step's log-probabilities on the inputs fp32 decoding fed it. A VQA model (saaa,"
+        " san, rdan): every question of the scenes, top-1 answers identical to fp32's, accuracy and its change,"
+        " and the max/mean error of the answer probabilities. The bundle must be a model of the demo scenes"
+        " (glimpse demo's, or one trained by glimpse demo train).",
+        epilog="examples: glimpse quantize runs/demo/sat-bundle --precision fp16 int8 &&"
+        " glimpse eval runs/demo/sat-bundle --precision fp16 int8 | glimpse eval runs/demo/san-bundle",
     )
     v.add_argument("bundle", help="bundle directory")
     v.add_argument("--precision", nargs="+", choices=["fp32", "fp16", "int8"], default=["fp16", "int8"])
     v.add_argument("--scenes", type=int, default=500, help="test scenes (default 500)")
-    v.add_argument("--beam-size", type=int, default=3, help="beam width (default 3, the demo's)")
+    v.add_argument("--beam-size", type=int, default=3, help="captioners: beam width (default 3, the demo's)")
     v.add_argument("--threads", type=int, default=None, help="CPU threads (default: the cores this process may use)")
     v.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     v.set_defaults(run=cmd_eval)

@@ -4,6 +4,12 @@ For a captioner trained on the demo scenes: captions of every precision against 
 token), BLEU-4 and CIDEr against the five references and their change from fp32, and the error of the
 step's log-probabilities on the very inputs fp32 decoding fed it (so the error is the graph's own,
 not one compounded over a diverging search).
+
+For a VQA model trained on them (saaa, san, rdan): every question of the test scenes, top-1 answers
+against fp32's, accuracy and its change, and the error of the answer probabilities.
+
+For a matching model (mdan): retrieval between the test scenes and their captions, R@1/5/10 both ways
+and their change, the share of queries whose first result is fp32's, and the embeddings' error.
 """
 
 from __future__ import annotations
@@ -28,33 +34,47 @@ def evaluate(
     threads: int | None = None,
     log: Callable[[str], None] = print,
 ) -> dict:
-    """-> {"scenes", "beam_size", "precisions": {precision: figures}}, fp32 first."""
+    """-> {"task", "scenes", "precisions": {precision: figures}, ...}, fp32 first."""
+    for graph in bundle.graphs:
+        for p in precisions:
+            bundle.graph_path(graph, p)  # a clear error now if glimpse quantize has not made it
+    precisions = ["fp32", *(p for p in precisions if p != "fp32")]
+    if bundle.family == "sat":
+        return _captions(bundle, precisions, count, beam_size, threads, log)
+    if bundle.family in ("saaa", "san", "rdan"):
+        return _answers(bundle, precisions, count, threads, log)
+    if bundle.family == "mdan":
+        return _retrieval(bundle, precisions, count, threads, log)
+    raise GlimpseError(f"{bundle.path}: glimpse eval knows captioners, VQA and matching models, not '{bundle.family}'")
+
+
+def _not_a_demo_model(bundle: Bundle, words: set[str], vocabulary: list[str]) -> None:
+    unknown = words - set(vocabulary)
+    if unknown:
+        raise GlimpseError(
+            f"{bundle.path}: not a model of the demo scenes ({len(unknown)} of their words, e.g. "
+            f"'{sorted(unknown)[0]}', are not in its vocabulary); train one with glimpse demo train"
+        )
+
+
+def _captions(bundle: Bundle, precisions: list[str], count: int, beam_size: int, threads, log) -> dict:
     from glimpse.demo import scenes
     from glimpse.demo.metrics import caption_scores
     from glimpse.export.precision import recorded_feeds
     from glimpse.runtime.caption import CaptionPipeline
     from glimpse.runtime.session import OnnxRuntimeSession
 
-    if bundle.family != "sat":
-        raise GlimpseError(f"{bundle.path}: glimpse eval knows captioners ('sat'), not '{bundle.family}' yet")
     test = scenes.scenes("test", count)
-    unknown = {w for s in test for c in s.captions for w in c.split()} - set(bundle.vocab.itos)
-    if unknown:
-        raise GlimpseError(
-            f"{bundle.path}: not a model of the demo scenes ({len(unknown)} of their words, e.g. "
-            f"'{sorted(unknown)[0]}', are not in its vocabulary); train one with glimpse demo train"
-        )
-    for p in precisions:
-        bundle.graph_path("step", p)  # a clear error now if glimpse quantize has not made it
+    _not_a_demo_model(bundle, {w for s in test for c in s.captions for w in c.split()}, bundle.vocab.itos)
     side = bundle.preprocess.output_size[0]
     images = [s.image(side) for s in test]
     references = [s.captions for s in test]
     step_feeds = recorded_feeds(bundle, np.stack([bundle.preprocess(im) for im in images[:LOGIT_IMAGES]]))["step"]
     fp32_step = OnnxRuntimeSession(bundle.graph_path("step"), threads=threads)
 
-    results: dict = {"scenes": count, "beam_size": beam_size, "precisions": {}}
+    results: dict = {"task": "captions", "scenes": count, "beam_size": beam_size, "precisions": {}}
     fp32 = None
-    for p in ["fp32", *(p for p in precisions if p != "fp32")]:
+    for p in precisions:
         log(f"captioning {count} test scenes with the {p} graphs, beam {beam_size}")
         captions = CaptionPipeline(bundle, threads=threads, precision=p)(images, beam_size=beam_size, batch_size=50)
         figures = caption_scores([c.caption for c in captions], references)
@@ -71,7 +91,102 @@ def evaluate(
     return results
 
 
+def _answers(bundle: Bundle, precisions: list[str], count: int, threads, log) -> dict:
+    from glimpse.demo.vqa import accuracy, test_questions
+    from glimpse.runtime.vqa import VQAPipeline
+
+    pairs, truth, kinds = test_questions(count)
+    fp32 = VQAPipeline(bundle, threads=threads)
+    _not_a_demo_model(bundle, {w for _, q in pairs for w in fp32.read(q).words}, bundle.vocab.itos)
+    _not_a_demo_model(bundle, set(truth), fp32.answers.itos)
+    results: dict = {"task": "answers", "scenes": count, "questions": len(pairs), "precisions": {}}
+    reference = None
+    for p in precisions:
+        log(f"answering {len(pairs)} questions of {count} test scenes with the {p} graphs")
+        pipe = fp32 if p == "fp32" else VQAPipeline(bundle, threads=threads, precision=p)
+        answers = pipe(pairs, top_k=len(pipe.answers), batch_size=256)
+        probs = np.array([[q for _, q in sorted(a.answers)] for a in answers])  # (N, A), answers by name
+        top1 = [a.answer for a in answers]
+        figures = {"accuracy": accuracy(top1, truth, kinds)["all"]}
+        reference = reference or (top1, probs, figures["accuracy"])
+        figures["accuracy change"] = figures["accuracy"] - reference[2]
+        figures["agree_with_fp32"] = sum(map(str.__eq__, top1, reference[0]))
+        if p != "fp32":
+            figures["probability_error_max"] = float(np.abs(probs - reference[1]).max())
+            figures["probability_error_mean"] = float(np.abs(probs - reference[1]).mean())
+        results["precisions"][p] = figures
+    return results
+
+
+def _retrieval(bundle: Bundle, precisions: list[str], count: int, threads, log) -> dict:
+    from glimpse.demo.matching import recall, test_pairs
+    from glimpse.runtime.match import MatchPipeline
+
+    images, sentences, relevant = test_pairs(count)
+    pipe = MatchPipeline(bundle, threads=threads)
+    _not_a_demo_model(bundle, {w for s in sentences for w in pipe.read(s).words}, bundle.vocab.itos)
+    results: dict = {"task": "retrieval", "scenes": count, "sentences": len(sentences), "precisions": {}}
+    fp32 = None
+    for p in precisions:
+        log(f"embedding {count} test scenes and {len(sentences)} captions with the {p} graphs")
+        pipe = MatchPipeline(bundle, threads=threads, precision=p)
+        zv, zu = pipe.embed_images(images), pipe.embed_texts(sentences)
+        scores = zv @ zu.T
+        fp32 = fp32 or (zv, zu, scores, recall(scores, relevant))
+        figures = {**recall(scores, relevant)}
+        figures["R@1 change"] = sum(figures[k] - fp32[3][k] for k in figures if "R@1" in k) / 2
+        firsts = (scores.argmax(1) == fp32[2].argmax(1)).tolist() + (scores.argmax(0) == fp32[2].argmax(0)).tolist()
+        figures["first_result_as_fp32"] = sum(firsts) / len(firsts)
+        if p != "fp32":
+            figures["embedding_error"] = max(
+                float(np.abs(a - b).max() / np.abs(b).max()) for a, b in ((zv, fp32[0]), (zu, fp32[1]))
+            )
+        results["precisions"][p] = figures
+    return results
+
+
 def table(results: dict) -> str:
+    return {"captions": _caption_table, "answers": _answer_table, "retrieval": _retrieval_table}[results["task"]](
+        results
+    )
+
+
+def _retrieval_table(results: dict) -> str:
+    lines = [
+        f"demo test split: {results['scenes']} scenes and their {results['sentences']} captions",
+        "",
+        "| precision | image-to-text R@1 / 5 / 10 | text-to-image R@1 / 5 / 10 | mean R@1 change | first result = fp32"
+        " | embedding error (max rel) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for p, f in results["precisions"].items():
+        i2t, t2i = ("/".join(f"{f[f'{d} R@{k}']:.3f}" for k in (1, 5, 10)) for d in ("image-to-text", "text-to-image"))
+        err = f"{f['embedding_error']:.2e}" if "embedding_error" in f else "-"
+        lines.append(
+            f"| {p} | {i2t} | {t2i} | {100 * f['R@1 change']:+.2f} pt | {f['first_result_as_fp32']:.3f} | {err} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _answer_table(results: dict) -> str:
+    n = results["questions"]
+    lines = [
+        f"demo test split: {results['scenes']} scenes, {n} questions",
+        "",
+        "| precision | answers = fp32 | accuracy | change | probability error max | mean |",
+        "|---|---|---|---|---|---|",
+    ]
+    for p, f in results["precisions"].items():
+        err = "- | -"
+        if "probability_error_max" in f:
+            err = f"{f['probability_error_max']:.2e} | {f['probability_error_mean']:.2e}"
+        lines.append(
+            f"| {p} | {f['agree_with_fp32']}/{n} | {f['accuracy']:.4f} | {100 * f['accuracy change']:+.2f} pt | {err} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _caption_table(results: dict) -> str:
     n = results["scenes"]
     lines = [
         f"demo test split: {n} scenes, beam {results['beam_size']}; step log-prob error on the inputs of"

@@ -21,7 +21,7 @@ def pickled_globals(checkpoint) -> set[str]:
 
 @pytest.fixture(scope="module")
 def demo_figures(tmp_path_factory):
-    return run.run(tmp_path_factory.mktemp("demo"), count=500, show=2, speed_scenes=0, log=lambda m: None)
+    return run.run(tmp_path_factory.mktemp("demo"), count=500, show=2, speed_scenes=0, vqa=False, log=lambda m: None)
 
 
 def test_packaged_model_learned_its_task(demo_figures):
@@ -48,8 +48,9 @@ def test_demo_command_prints_captions_scores_and_speed(tmp_path, capsys):
     assert out.count("scenes/test-") == 3 and (tmp_path / "scenes" / "test-0002.png").is_file()
     assert "BLEU-4" in out and "CIDEr" in out and "12/12 captions identical" in out
     assert "caption.py" in out and "ms/image" in out
+    assert "VQA on 12 test scenes" in out and all(f"\n{f} " in out for f in ("saaa", "san", "rdan"))
     # a second run reuses the bundle
-    assert main(["demo", "--out", str(tmp_path), "--scenes", "2", "--speed-scenes", "0"]) == 0
+    assert main(["demo", "--out", str(tmp_path), "--scenes", "2", "--speed-scenes", "0", "--no-vqa"]) == 0
     assert "using the bundle exported before" in capsys.readouterr().err
 
 

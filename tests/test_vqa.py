@@ -73,7 +73,7 @@ def test_pipeline_matches_the_reference_module(small, photo):
     with torch.no_grad():
         grid = model.cnn(pixels)
         for q, a, t in zip(QUESTIONS, answers, torch_answers):
-            ids = torch.tensor([pipe.read(q)[0]])
+            ids = torch.tensor([pipe.read(q).ids])
             probs = torch.softmax(model.reference(grid, ids, torch.tensor([ids.shape[1]])), -1)[0].numpy()
             got = dict(a.answers)
             want = {pipe.answers.itos[i]: float(p) for i, p in enumerate(probs)}

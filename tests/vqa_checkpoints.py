@@ -41,3 +41,18 @@ def write(out: Path, model: VQAModel, family: str, n_words: int, seed: int = 0) 
     torch.save(results, checkpoint)
     torch.save({**model.cnn.state_dict(), "fc.weight": torch.zeros(10, 2), "fc.bias": torch.zeros(10)}, cnn)
     return checkpoint, cnn
+
+
+def write_mdan(out: Path, model, n_words: int, seed: int = 0) -> tuple[Path, Path]:
+    """An m-DAN checkpoint in glimpse's layout ({'weights' less cnn.*, 'vocab', 'config'}) and its CNN's
+    state dict. ``model``'s config must have tokens = n_words + 1."""
+    torch.manual_seed(seed)
+    settle_batchnorm(model.cnn, image_size=model.config.image_size)
+    out.mkdir(parents=True, exist_ok=True)
+    weights = {k: v for k, v in model.state_dict().items() if not k.startswith("cnn.")}
+    words = ["a", "red", "circle", "dog", "on", "the", "beach", "two", "."] + [f"word{i}" for i in range(n_words - 9)]
+    config = {"image_size": model.config.image_size, "central_fraction": 0.875}
+    checkpoint, cnn = out / "mdan.pth", out / "resnet.pth"
+    torch.save({"weights": weights, "vocab": {w: i + 1 for i, w in enumerate(words)}, "config": config}, checkpoint)
+    torch.save(model.cnn.state_dict(), cnn)
+    return checkpoint, cnn

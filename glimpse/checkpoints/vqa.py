@@ -25,15 +25,16 @@ FAMILIES = ("saaa", "san", "rdan")
 UNKNOWN = "<unk>"  # question token 0: unknown words and padding
 
 
-def load_vqa_checkpoint(path: str | Path) -> tuple[dict, dict]:
-    """(state dict without ``module.``, vocab dict) of a pytorch-vqa-style checkpoint."""
+def load_vqa_checkpoint(path: str | Path) -> tuple[dict, dict, dict]:
+    """(state dict without ``module.``, vocab dict, training config or {}) of a pytorch-vqa-style checkpoint."""
     path = Path(path)
     ckpt = safe_load(path)
     if not isinstance(ckpt, dict) or not {"weights", "vocab"} <= set(ckpt):
         found = sorted(ckpt)[:6] if isinstance(ckpt, dict) else type(ckpt).__name__
         raise CheckpointError(f"{path}: not a pytorch-vqa checkpoint (needs 'weights' and 'vocab'; found {found})")
     weights = {k.removeprefix("module."): v for k, v in ckpt["weights"].items()}
-    return weights, ckpt["vocab"]
+    config = ckpt.get("config")
+    return weights, ckpt["vocab"], config if isinstance(config, dict) else {}
 
 
 def vocabularies(vocab: dict, source: Path) -> tuple[Vocab, Vocab]:
@@ -113,23 +114,24 @@ def import_vqa(
     checkpoint: str | Path,
     cnn: str | Path,
     caffe: bool | None = None,
-    image_size: int = 448,
+    image_size: int | None = None,
     max_question_length: int = 23,
+    central_fraction: float | None = None,
 ):
     """-> (model in eval mode, question Vocab, answer Vocab, Preprocess).
 
     ``caffe``: whether ``cnn`` holds the Caffe-ported ResNet (default: yes for saaa, whose public
-    features came from it; no otherwise). Images are resized (shorter side) to image_size / 0.875 and
-    center-cropped to image_size, as pytorch-vqa's get_transform does.
+    features came from it; no otherwise). Images are resized (shorter side) to image_size /
+    central_fraction and center-cropped to image_size, as pytorch-vqa's get_transform does; both
+    default to the checkpoint's training config (pytorch-vqa's config.py records them), else 448 and 0.875.
     """
     from glimpse.models.cnn import infer_backbone
 
     if family not in FAMILIES:
         raise GlimpseError(f"unknown VQA family '{family}' (choose from {', '.join(FAMILIES)})")
-    if image_size < 32:
-        raise GlimpseError(f"image size {image_size} is too small: a ResNet needs at least 32x32 pixels")
     caffe = family == "saaa" if caffe is None else caffe
-    weights, vocab = load_vqa_checkpoint(checkpoint)
+    weights, vocab, trained = load_vqa_checkpoint(checkpoint)
+    preprocess, image_size = image_preprocess(image_size, central_fraction, trained)
     questions, answers = vocabularies(vocab, Path(checkpoint))
     cnn_sd = load_cnn(cnn)
     try:
@@ -158,9 +160,20 @@ def import_vqa(
                 f"{source}: the weights do not fit the {family} layout (missing {missing[:3]}, unexpected"
                 f" {unexpected[:3]})"
             )
-    side = round(image_size / 0.875)
-    preprocess = Preprocess(size=(side, side), resize="shorter", crop=(image_size, image_size))
     return model.eval(), questions, answers, preprocess
+
+
+def image_preprocess(image_size: int | None, central_fraction: float | None, trained: dict) -> tuple[Preprocess, int]:
+    """pytorch-vqa's get_transform: shorter side to image_size / central_fraction, then a center crop
+    of image_size; both default to the checkpoint's training config, else 448 and 0.875."""
+    image_size = int(image_size or trained.get("image_size", 448))
+    central_fraction = float(central_fraction or trained.get("central_fraction", 0.875))
+    if image_size < 32:
+        raise GlimpseError(f"image size {image_size} is too small: a ResNet needs at least 32x32 pixels")
+    if not 0 < central_fraction <= 1:
+        raise GlimpseError(f"central fraction {central_fraction} must be in (0, 1]")
+    side = round(image_size / central_fraction)
+    return Preprocess(size=(side, side), resize="shorter", crop=(image_size, image_size)), image_size
 
 
 def tokenize(question: str) -> list[str]:

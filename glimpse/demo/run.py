@@ -16,28 +16,42 @@ from glimpse.demo import scenes
 from glimpse.demo.train_sat import CHECKPOINT, IMAGE_SIZE, WORD_MAP
 from glimpse.errors import GlimpseError
 
-PACKAGED = Path(__file__).parent / "checkpoints" / "sat"
+PACKAGED = Path(__file__).parent / "checkpoints"
+
+
+def cached_bundle(out: Path, source: dict, export: Callable[[dict], Path], log: Callable[[str], None]) -> Bundle:
+    """The bundle at ``out`` if it was exported from the files whose sha256s ``source`` names (its
+    manifest's source holds them), else ``export(source)``'s: each demo bundle is exported once and
+    reused while its checkpoints are unchanged."""
+    if is_bundle(out) and source.items() <= Bundle(out).manifest["source"].items():
+        log(f"using the bundle exported before: {out}")
+        return Bundle(out)
+    return Bundle(export(source))
+
+
+def val_pixels(preprocess, count: int = 4):
+    """Real scenes for an export's check, besides its noise images: (count, 3, H, W)."""
+    return np.stack([preprocess(s.image(IMAGE_SIZE)) for s in scenes.scenes("val", count)])
 
 
 def sat_bundle(checkpoints: Path, out: Path, log: Callable[[str], None]) -> Bundle:
-    """The bundle of ``checkpoints``' sat model at ``out``, exported once and reused while the
-    checkpoint's sha256 is the one it was exported from."""
+    """The bundle of ``checkpoints``' sat model at ``out``."""
     from glimpse.checkpoints.sat import import_sat
     from glimpse.export.sat import export_sat
 
     checkpoint, word_map = checkpoints / CHECKPOINT, checkpoints / WORD_MAP
     if not checkpoint.is_file():
         raise GlimpseError(f"{checkpoint}: no demo checkpoint (make one with: glimpse demo train --out {checkpoints})")
-    digest = sha256_of(checkpoint)
-    if is_bundle(out) and Bundle(out).manifest["source"].get("sha256") == digest:
-        log(f"using the bundle exported before: {out}")
-        return Bundle(out)
-    log(f"importing {checkpoint} and exporting it to {out}")
-    model, vocab, preprocess = import_sat(checkpoint, word_map, image_size=IMAGE_SIZE)
-    check = scenes.scenes("val", 4)  # real scenes for the export's check, besides noise
-    images = np.stack([preprocess(s.image(IMAGE_SIZE)) for s in check])
-    source = {"checkpoint": checkpoint.name, "word_map": word_map.name, "sha256": digest}
-    return Bundle(export_sat(model, vocab, preprocess, out, images=images, force=True, source=source, log=log))
+
+    def export(source: dict) -> Path:
+        log(f"importing {checkpoint} and exporting it to {out}")
+        model, vocab, preprocess = import_sat(checkpoint, word_map, image_size=IMAGE_SIZE)
+        source = {"checkpoint": checkpoint.name, "word_map": word_map.name, **source}
+        return export_sat(
+            model, vocab, preprocess, out, images=val_pixels(preprocess), force=True, source=source, log=log
+        )
+
+    return cached_bundle(out, {"sha256": sha256_of(checkpoint)}, export, log)
 
 
 def run(
@@ -49,10 +63,12 @@ def run(
     speed_scenes: int = 20,
     attention_plot: Path | None = None,
     threads: int | None = None,
+    vqa: bool = True,
     log: Callable[[str], None] = print,
 ) -> dict:
     """Caption ``count`` test scenes; print ``show`` of them beside the truth, the scores, the
-    agreement of the two backends and the speed against the reference. -> the figures."""
+    agreement of the two backends and the speed against the reference; then (``vqa``) answer their
+    questions with the demo VQA models and retrieve them by their captions with the m-DAN. -> the figures."""
     from glimpse.demo.metrics import caption_scores
     from glimpse.runtime.caption import CaptionPipeline
 
@@ -94,6 +110,12 @@ def run(
         )
     if attention_plot:
         print(f"attention maps of test scene 0's caption: {attention_plot}")
+    if vqa:
+        from glimpse.demo import matching
+        from glimpse.demo import vqa as vqa_demo
+
+        figures["vqa"] = vqa_demo.run(out, checkpoints, count, threads, log)
+        figures["matching"] = matching.run(out, checkpoints, count, threads, log)
     return figures
 
 

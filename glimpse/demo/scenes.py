@@ -144,6 +144,25 @@ def caption_words() -> list[str]:
     ]
 
 
+def question_words() -> list[str]:
+    """Every word a question may use (its '?' dropped, as VQA tokenisers drop it), in a fixed order."""
+    glue = ["how", "many", "shapes", "are", "there", "what", "colour", "size", "shape", "object", "is", "the"]
+    return [*glue, "a", "an", "above", "below", "to", "left", "right", "of", *COLOURS, *KINDS]
+
+
+ANSWERS = (*NUMBERS, *COLOURS, *SIZES, *KINDS, "yes", "no")  # every answer a question may have
+
+
+def question_kind(question: str) -> str:
+    """What a question asks: count, colour, size, shape, exists or position."""
+    words = question.split()
+    if words[0] == "how":
+        return "count"
+    if words[0] == "what":
+        return words[1]
+    return "exists" if words[1] == "there" else "position"
+
+
 def article(word: str) -> str:
     return "an" if word[0] in "aeiou" else "a"
 

@@ -92,6 +92,13 @@ def loss(model: ShowAttendTell, images: torch.Tensor, tokens: torch.Tensor, leng
     return nll / words + alpha_c * ((1 - attention) ** 2).mean()
 
 
+def warmup_cosine(optimizer, warmup: int, steps: int):
+    """Linear warm-up over ``warmup`` steps, then cosine decay to zero at ``steps``."""
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + np.cos(np.pi * min(1.0, s / steps)))
+    )
+
+
 def training_batch(step: int, size: int, wm: dict, preprocess: Preprocess, rng: np.random.Generator):
     batch = scenes.scenes("train", size, start=step * size)
     images = torch.from_numpy(np.stack([preprocess(s.image(IMAGE_SIZE)) for s in batch]))
@@ -131,10 +138,7 @@ def train(out: str | Path, config: TrainConfig | None = None, log: Callable[[str
     model = ShowAttendTell(model_config(len(wm))).train()
     preprocess = Preprocess(size=(IMAGE_SIZE, IMAGE_SIZE))
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer,
-        lambda s: min(1.0, (s + 1) / config.warmup) * 0.5 * (1 + np.cos(np.pi * min(1.0, s / config.steps))),
-    )
+    schedule = warmup_cosine(optimizer, config.warmup, config.steps)
     best, started = -1.0, time.perf_counter()
     bar = tqdm(range(config.steps), desc="train sat", unit="step", dynamic_ncols=True)
     for step in bar:

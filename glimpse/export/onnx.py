@@ -126,6 +126,65 @@ def merge_errors(a: dict, b: dict) -> dict:
 
 # --------------------------------------------------------------------------- into a bundle
 
+TOLERANCE = 1e-4  # max |onnx - reference| / max |reference|, per output
+METRIC = "max |onnx - torch| / max |torch| per output, ONNX Runtime CPU"
+
+
+def synthetic_images(preprocess, n: int = 2, seed: int = 0) -> np.ndarray:
+    """Uniform-noise images through the bundle's preprocessing: (n, 3, H, W) float32."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    h, w = preprocess.output_size
+    return np.stack([preprocess(Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8))) for _ in range(n)])
+
+
+def write_bundle(
+    model: nn.Module,
+    family: str,
+    graphs: list[Graph],
+    check,
+    vocabs: dict,
+    preprocess,
+    out,
+    check_notes: dict,
+    images: np.ndarray | None = None,
+    force: bool = False,
+    tolerance: float = TOLERANCE,
+    source: dict | None = None,
+    log=print,
+) -> Path:
+    """Export ``graphs`` of ``model`` (in eval mode) into a bundle at ``out``, check them with
+    ``check(sessions, images) -> errors`` on noise images and the preprocessed ``images`` (N, 3, H, W),
+    and commit the manifest; raise ExportError, leaving nothing at ``out``, if a graph is off (relative
+    error above ``tolerance``). ``vocabs``: manifest key -> (file name, Vocab); the first is the model's
+    input vocabulary, whose special tokens are recorded. ``force``: replace a directory that is not a
+    bundle; ``source``: what the bundle was made from, for the manifest."""
+    from glimpse.bundle import BundleWriter
+
+    check_images = synthetic_images(preprocess)
+    if images is not None and len(images):
+        check_images = np.concatenate([check_images, images.astype(np.float32)])
+    with BundleWriter(out, force=force) as writer:
+        entries, sessions = export_graphs(writer, graphs, log)
+        record_errors(entries, check(sessions, check_images), tolerance, log)
+        for file, vocab in vocabs.values():
+            vocab.save(writer.file(file))
+        return writer.commit(
+            {
+                "family": family,
+                "config": model.config.to_dict(),
+                "preprocess": preprocess.to_dict(),
+                **{key: file for key, (file, _) in vocabs.items()},
+                "special_tokens": next(iter(vocabs.values()))[1].special,
+                "graphs": entries,
+                "files": {"weights": save_weights(writer, model)},
+                "check": {"tolerance": tolerance, "images": len(check_images), **check_notes, "metric": METRIC},
+                "source": source or {},
+                "tools": tool_versions(),
+            }
+        )
+
 
 def export_graphs(writer, graphs: list[Graph], log) -> tuple[dict, dict]:
     """Export ``graphs`` into a BundleWriter's directory -> (manifest entries, ONNX Runtime sessions)."""

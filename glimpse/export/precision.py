@@ -71,16 +71,12 @@ def to_int8(src: Path, dst: Path, feeds: list[dict[str, np.ndarray]], cache: Pat
 
 def recorded_feeds(bundle: Bundle, pixels: np.ndarray, beam: int = 3, batch: int = 8) -> dict[str, list]:
     """Each graph's inputs while the fp32 bundle runs on ``pixels`` (N, 3, H, W): {graph: [feed, ...]}.
-    A captioner captions them; a VQA model answers the demo scenes' questions about them (questions
-    of every kind and length, in words a VQA vocabulary knows)."""
-    if bundle.family == "sat":
-        from glimpse.runtime.caption import CaptionPipeline
+    A captioner captions them; a VQA model answers the demo scenes' questions about them, a matching
+    model embeds them and the demo scenes' captions (text of every kind and length, in words the
+    demo vocabularies know)."""
+    from glimpse.demo import scenes
 
-        pipe = CaptionPipeline(bundle)
-    else:
-        from glimpse.runtime.vqa import VQAPipeline
-
-        pipe = VQAPipeline(bundle)
+    pipe = _pipeline(bundle)
     feeds: dict[str, list] = {name: [] for name in pipe.sessions}
     for name, session in pipe.sessions.items():
         run = session.run
@@ -90,18 +86,33 @@ def recorded_feeds(bundle: Bundle, pixels: np.ndarray, beam: int = 3, batch: int
             return run(inputs)
 
         session.run = recording
-    if bundle.family == "sat":
-        for i in range(0, len(pixels), batch):
-            pipe.decode(pixels[i : i + batch], beam)
-        return feeds
-    from glimpse.demo import scenes
-
-    questions = [q for s in scenes.scenes("val", 8) for q, _ in s.questions]
+    val = scenes.scenes("val", 8)
     for i in range(0, len(pixels), batch):
-        grids = pipe.sessions["encoder"].run({"image": pixels[i : i + batch]})["grid"]
-        asked = [pipe.read(questions[(i + n) % len(questions)])[0] for n in range(len(grids))]
-        pipe.answer_batch(grids, asked)
+        chunk = pixels[i : i + batch]
+        if bundle.family == "sat":
+            pipe.decode(chunk, beam)
+        elif bundle.family == "mdan":
+            pipe.sessions["image_embed"].run(pipe.sessions["encoder"].run({"image": chunk}))
+            pipe.embed_texts([c for s in val for c in s.captions])
+        else:
+            grids = pipe.sessions["encoder"].run({"image": chunk})["grid"]
+            questions = [q for s in val for q, _ in s.questions]
+            pipe.answer_batch(grids, [pipe.read(questions[(i + n) % len(questions)]).ids for n in range(len(grids))])
     return feeds
+
+
+def _pipeline(bundle: Bundle):
+    if bundle.family == "sat":
+        from glimpse.runtime.caption import CaptionPipeline
+
+        return CaptionPipeline(bundle)
+    if bundle.family == "mdan":
+        from glimpse.runtime.match import MatchPipeline
+
+        return MatchPipeline(bundle)
+    from glimpse.runtime.vqa import VQAPipeline
+
+    return VQAPipeline(bundle)
 
 
 def calibration_cache(bundle: Bundle, name: str, pixels: np.ndarray) -> Path:

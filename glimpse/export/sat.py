@@ -3,19 +3,16 @@ the tutorial's own arithmetic on ONNX Runtime."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from glimpse.bundle import BundleWriter
 from glimpse.export import onnx as onnx_export
 from glimpse.models.sat import GRAPH_IO, ShowAttendTell, reference_step
 from glimpse.preprocess import Preprocess
 from glimpse.vocab import Vocab
-
-TOLERANCE = 1e-4  # max |onnx - reference| / max |reference|, per output
 
 
 def cut(model: ShowAttendTell, batch: int = 2, beam: int = 3) -> list[onnx_export.Graph]:
@@ -90,57 +87,12 @@ def check(model: ShowAttendTell, sessions: dict, images: np.ndarray, start: int,
     return err
 
 
-def synthetic_images(preprocess: Preprocess, n: int = 2, seed: int = 0) -> np.ndarray:
-    """Uniform-noise images through the bundle's preprocessing: (n, 3, H, W) float32."""
-    from PIL import Image
-
-    rng = np.random.default_rng(seed)
-    h, w = preprocess.output_size
-    return np.stack([preprocess(Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8))) for _ in range(n)])
-
-
-def export_sat(
-    model: ShowAttendTell,
-    vocab: Vocab,
-    preprocess: Preprocess,
-    out: str | Path,
-    images: np.ndarray | None = None,
-    force: bool = False,
-    tolerance: float = TOLERANCE,
-    source: dict | None = None,
-    log: Callable[[str], None] = print,
-) -> Path:
+def export_sat(model: ShowAttendTell, vocab: Vocab, preprocess: Preprocess, out: str | Path, **options) -> Path:
     """Write the bundle to ``out``; raise ExportError, leaving nothing at ``out``, if a graph is off.
-
-    ``images`` (N, 3, S, S), already preprocessed, are the real images of the check; noise images are
-    always checked too.
-    """
+    ``options``: images, force, tolerance, source, log (``glimpse.export.onnx.write_bundle``); noise
+    images are always checked, ``images`` besides."""
     model = model.eval()
-    check_images = synthetic_images(preprocess)
-    if images is not None and len(images):
-        check_images = np.concatenate([check_images, images.astype(np.float32)])
-    with BundleWriter(out, force=force) as writer:
-        graphs, sessions = onnx_export.export_graphs(writer, cut(model), log)
-        errors = check(model, sessions, check_images, start=vocab.special["start"])
-        onnx_export.record_errors(graphs, errors, tolerance, log)
-        vocab.save(writer.file("vocab.json"))
-        return writer.commit(
-            {
-                "family": "sat",
-                "config": model.config.to_dict(),
-                "preprocess": preprocess.to_dict(),
-                "vocab": "vocab.json",
-                "special_tokens": vocab.special,
-                "graphs": graphs,
-                "files": {"weights": onnx_export.save_weights(writer, model)},
-                "check": {
-                    "tolerance": tolerance,
-                    "images": len(check_images),
-                    "beam": 3,
-                    "steps": 3,
-                    "metric": "max |onnx - torch| / max |torch| per output, ONNX Runtime CPU",
-                },
-                "source": source or {},
-                "tools": onnx_export.tool_versions(),
-            }
-        )
+    checked = partial(check, model, start=vocab.special["start"])  # (sessions, images) -> errors
+    vocabs = {"vocab": ("vocab.json", vocab)}
+    notes = {"beam": 3, "steps": 3}
+    return onnx_export.write_bundle(model, "sat", cut(model), checked, vocabs, preprocess, out, notes, **options)

@@ -3,15 +3,13 @@ against the reference modules on ONNX Runtime, questions of mixed lengths includ
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from glimpse.bundle import BundleWriter
 from glimpse.export import onnx as onnx_export
-from glimpse.export.sat import TOLERANCE, synthetic_images
 from glimpse.models.vqa import VQAModel
 from glimpse.preprocess import Preprocess
 from glimpse.vocab import Vocab
@@ -83,45 +81,12 @@ def check(model: VQAModel, sessions: dict, images: np.ndarray) -> dict:
 
 
 def export_vqa(
-    model: VQAModel,
-    family: str,
-    questions: Vocab,
-    answers: Vocab,
-    preprocess: Preprocess,
-    out: str | Path,
-    images: np.ndarray | None = None,
-    force: bool = False,
-    tolerance: float = TOLERANCE,
-    source: dict | None = None,
-    log: Callable[[str], None] = print,
+    model: VQAModel, family: str, questions: Vocab, answers: Vocab, preprocess: Preprocess, out: str | Path, **options
 ) -> Path:
-    """Write the bundle to ``out``; raise ExportError, leaving nothing at ``out``, if a graph is off."""
+    """Write the bundle to ``out``; raise ExportError, leaving nothing at ``out``, if a graph is off.
+    ``options``: images, force, tolerance, source, log (``glimpse.export.onnx.write_bundle``)."""
     model = model.eval()
-    check_images = synthetic_images(preprocess)
-    if images is not None and len(images):
-        check_images = np.concatenate([check_images, images.astype(np.float32)])
-    with BundleWriter(out, force=force) as writer:
-        graphs, sessions = onnx_export.export_graphs(writer, cut(model), log)
-        onnx_export.record_errors(graphs, check(model, sessions, check_images), tolerance, log)
-        questions.save(writer.file("questions.json"))
-        answers.save(writer.file("answers.json"))
-        return writer.commit(
-            {
-                "family": family,
-                "config": model.config.to_dict(),
-                "preprocess": preprocess.to_dict(),
-                "vocab": "questions.json",
-                "answers": "answers.json",
-                "special_tokens": questions.special,
-                "graphs": graphs,
-                "files": {"weights": onnx_export.save_weights(writer, model)},
-                "check": {
-                    "tolerance": tolerance,
-                    "images": len(check_images),
-                    "questions": "6 random, lengths 1 to 9, unsorted",
-                    "metric": "max |onnx - torch| / max |torch| per output, ONNX Runtime CPU",
-                },
-                "source": source or {},
-                "tools": onnx_export.tool_versions(),
-            }
-        )
+    vocabs = {"vocab": ("questions.json", questions), "answers": ("answers.json", answers)}
+    notes = {"questions": "6 random, lengths 1 to 9, unsorted"}
+    checked = partial(check, model)  # (sessions, images) -> errors
+    return onnx_export.write_bundle(model, family, cut(model), checked, vocabs, preprocess, out, notes, **options)

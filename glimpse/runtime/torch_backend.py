@@ -32,13 +32,14 @@ class TorchSession(Session):
 
 def build_model(family: str, config: dict):
     """A family's reference module, untrained, from a bundle's config."""
-    from glimpse.models import rdan, saaa, san, sat
+    from glimpse.models import mdan, rdan, saaa, san, sat
 
     models = {
         "sat": (sat.SATConfig, sat.ShowAttendTell),
         "saaa": (saaa.SAAAConfig, saaa.SAAA),
         "san": (san.SANConfig, san.SAN),
         "rdan": (rdan.RDANConfig, rdan.RDAN),
+        "mdan": (mdan.MDANConfig, mdan.MDAN),
     }
     if family not in models:
         raise BundleError(f"the torch backend does not run family '{family}' yet")

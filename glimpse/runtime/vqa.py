@@ -10,7 +10,6 @@ padded to the longest, and read with their lengths, so a batch answers exactly a
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from glimpse.bundle import Bundle
 from glimpse.checkpoints.vqa import tokenize
 from glimpse.errors import BundleError, GlimpseError
 from glimpse.runtime.caption import _as_image, _name, open_sessions
+from glimpse.runtime.text import Read, pad, read
 from glimpse.vocab import Vocab
 
 FAMILIES = ("saaa", "san", "rdan")
@@ -98,47 +98,31 @@ class VQAPipeline:
         out = []
         for i in range(0, len(pairs), batch_size):
             chunk = range(i, min(i + batch_size, len(pairs)))
-            read = [self.read(pairs[j][1]) for j in chunk]
-            logits, glimpses = self.answer_batch(grids[[row[keys[j]] for j in chunk]], [r[0] for r in read])
+            texts = [self.read(pairs[j][1]) for j in chunk]
+            logits, glimpses = self.answer_batch(grids[[row[keys[j]] for j in chunk]], [r.ids for r in texts])
             probs = _softmax(logits)
             for n, j in enumerate(chunk):
                 best = np.argsort(-probs[n], kind="stable")[:top_k]
-                words, unknown, truncated = read[n][1:]
+                t = texts[n]
                 out.append(
                     Answer(
                         _name(pairs[j][0], first[keys[j]]),
                         pairs[j][1],
                         [(self.answers.itos[a], float(probs[n, a])) for a in best],
-                        words,
-                        unknown,
-                        truncated,
+                        t.words,
+                        t.unknown,
+                        t.truncated,
                         glimpses[n],
                     )
                 )
         return out
 
-    def read(self, question: str) -> tuple[list[int], list[str], list[str], bool]:
-        """A question -> (token ids, words read, unknown words among them, truncated?)."""
-        if not isinstance(question, str) or not tokenize(question):
-            raise GlimpseError(f"empty question {question!r}: a question needs at least one word")
-        words = tokenize(question)
-        truncated = len(words) > self.max_words
-        if truncated:
-            warnings.warn(
-                f"question {question!r} has {len(words)} words; the model reads at most {self.max_words}:"
-                " the rest is cut off",
-                stacklevel=3,
-            )
-            words = words[: self.max_words]
-        ids = [self.vocab.stoi.get(w, 0) for w in words]
-        return ids, words, [w for w, i in zip(words, ids) if i == 0], truncated
+    def read(self, question: str) -> Read:
+        return read(question, tokenize, self.vocab, self.max_words)
 
     def answer_batch(self, grids: np.ndarray, questions: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
         """grids (N, C, h, w) and N token lists -> logits (N, A), glimpses (N, G, h, w)."""
-        lengths = np.array([len(q) for q in questions], dtype=np.int64)
-        tokens = np.zeros((len(questions), lengths.max()), dtype=np.int64)  # 0: padding
-        for n, q in enumerate(questions):
-            tokens[n, : len(q)] = q
+        tokens, lengths = pad(questions)
         encoded = self.sessions["question"].run({"tokens": tokens, "lengths": lengths})
         feed = {**encoded, "grid": grids, "lengths": lengths}
         out = self.sessions["head"].run({name: feed[name] for name in self.head_inputs})
