@@ -125,12 +125,13 @@ def cmd_inspect(args) -> None:
         f" /255, mean {p['mean']}, std {p['std']}"
     )
     print("tokens   " + ", ".join(f"{k}={v}" for k, v in m["special_tokens"].items()) + f", vocabulary {len(b.vocab)}")
+    width = max(len(v["name"]) for g in b.graphs.values() for v in g["inputs"] + g["outputs"])
     for name, g in b.graphs.items():
         err = max((e["max_rel"] for e in g.get("max_error", {}).values()), default=float("nan"))
-        print(f"\n{name:<8} {g['file']:<14} {g['bytes'] / 1e6:7.1f} MB  {g['precision']}  max rel error {err:.1e}")
+        print(f"\n{name}  {g['file']}  {g['bytes'] / 1e6:.1f} MB  {g['precision']}  max rel error {err:.1e}")
         for kind, values in (("in ", g["inputs"]), ("out", g["outputs"])):
             for v in values:
-                print(f"  {kind}  {v['name']:<10} {v['dtype']:<8} [{', '.join(map(str, v['shape']))}]")
+                print(f"  {kind}  {v['name']:<{width}}  {v['dtype']:<8} [{', '.join(map(str, v['shape']))}]")
     print()
     check = m.get("check", {})
     if check:
