@@ -120,16 +120,17 @@ def frozen_cnn(checkpoints: Path) -> tuple[torch.nn.Module, str]:
     from glimpse.models.cnn import Trunk, infer_backbone
 
     cnn_sd = cnn_state_dict(checkpoints)
-    cnn = Trunk(infer_backbone(cnn_sd)).eval()
+    backbone = infer_backbone(cnn_sd)
+    cnn = Trunk(backbone).eval()
     cnn.load_state_dict(cnn_sd)
-    return cnn, infer_backbone(cnn_sd)
+    return cnn, backbone
 
 
 def question_set(cnn, split: str, count: int, table: dict, log: Callable[[str], None]) -> dict:
     """Every question of ``count`` scenes with its scene's grid: grids (S, C, h, w), and per question
     the scene row, tokens, lengths and answer id."""
-    grids, batch = scene_grids(cnn, split, count)
-    pairs = [(s.index, q, a) for s in batch for q, a in s.questions]
+    grids, asked = scene_grids(cnn, split, count)
+    pairs = [(s.index, q, a) for s in asked for q, a in s.questions]  # s.index: the scene's row in grids
     tokens, lengths = encode([q for _, q, _ in pairs], table)
     log(f"{split}: {count} scenes, {len(pairs)} questions")
     return {
@@ -141,7 +142,9 @@ def question_set(cnn, split: str, count: int, table: dict, log: Callable[[str], 
     }
 
 
-def batch(data: dict, index: torch.Tensor) -> tuple:
+def question_batch(data: dict, index: torch.Tensor) -> tuple:
+    """Questions ``index`` of a question set -> grids (N, C, h, w), tokens (N, T) cut to the longest,
+    lengths (N,), answer ids (N,)."""
     lengths = data["lengths"][index]
     tokens = data["tokens"][index, : int(lengths.max())]
     return data["grids"][data["rows"][index]], tokens, lengths, data["answers"][index]
@@ -152,7 +155,7 @@ def predict(model, data: dict, size: int = 512) -> torch.Tensor:
     """Top-1 answer ids of every question of ``data``, by the family's reference arithmetic."""
     out = []
     for i in range(0, len(data["answers"]), size):
-        grid, tokens, lengths, _ = batch(data, torch.arange(i, min(i + size, len(data["answers"]))))
+        grid, tokens, lengths, _ = question_batch(data, torch.arange(i, min(i + size, len(data["answers"]))))
         out.append(model.reference(grid, tokens, lengths).argmax(dim=1))
     return torch.cat(out)
 
@@ -190,7 +193,7 @@ def train(
         bar = tqdm(range(config.steps), desc=f"train {family}", unit="step", dynamic_ncols=True)
         for step in bar:
             index = torch.randint(len(train_set["answers"]), (config.batch_size,), generator=generator)
-            grid, tokens, lengths, answers = batch(train_set, index)
+            grid, tokens, lengths, answers = question_batch(train_set, index)
             value = F.cross_entropy(model.reference(grid, tokens, lengths), answers)
             optimizer.zero_grad()
             value.backward()
