@@ -58,19 +58,22 @@ def test_each_family_learned_its_task_and_backends_agree(demo):
         assert f["identical_to_torch"] == n
 
 
-def test_eval_of_a_vqa_bundle_across_precisions(demo, tmp_path, capsys):
-    out, _ = demo
-    bundle = out / "san-bundle"
+def quantized_eval(bundle, report, capsys) -> dict:
+    """glimpse quantize (fp16, int8) then glimpse eval on 100 test scenes, through the CLI; -> its JSON.
+    Every precision of the bundle also passes the TensorRT parser check."""
     assert main(["quantize", str(bundle), "--precision", "fp16", "int8", "--calibration-size", "32"]) == 0
-    report = tmp_path / "eval.json"
     assert main(["eval", str(bundle), "--precision", "fp16", "int8", "--scenes", "100", "--json", str(report)]) == 0
     assert "| int8 |" in capsys.readouterr().out
-    results = json.loads(report.read_text())
+    assert main(["check", str(bundle)]) == 0
+    return json.loads(report.read_text())
+
+
+def test_eval_of_a_vqa_bundle_across_precisions(demo, tmp_path, capsys):
+    results = quantized_eval(demo[0] / "san-bundle", tmp_path / "eval.json", capsys)
     f, n = results["precisions"], results["questions"]
     assert f["fp32"]["agree_with_fp32"] == n and f["fp32"]["accuracy change"] == 0
     assert f["fp16"]["agree_with_fp32"] >= 0.99 * n and f["fp16"]["probability_error_max"] < 0.05
     assert abs(f["int8"]["accuracy change"]) <= 0.03
-    assert main(["check", str(bundle)]) == 0
 
 
 def test_cli_exports_and_answers_a_packaged_checkpoint(demo, tmp_path, capsys):
@@ -117,17 +120,10 @@ def test_matching_model_retrieves_the_scenes_by_their_captions(matching_demo):
 
 
 def test_eval_of_the_matching_model_across_precisions(matching_demo, tmp_path, capsys):
-    out, _ = matching_demo
-    bundle = out / "mdan-bundle"
-    assert main(["quantize", str(bundle), "--precision", "fp16", "int8", "--calibration-size", "32"]) == 0
-    report = tmp_path / "eval.json"
-    assert main(["eval", str(bundle), "--precision", "fp16", "int8", "--scenes", "100", "--json", str(report)]) == 0
-    assert "| int8 |" in capsys.readouterr().out
-    f = json.loads(report.read_text())["precisions"]
+    f = quantized_eval(matching_demo[0] / "mdan-bundle", tmp_path / "eval.json", capsys)["precisions"]
     assert f["fp32"]["first_result_as_fp32"] == 1 and f["fp32"]["R@1 change"] == 0
     assert f["fp16"]["embedding_error"] < 5e-2 and f["fp16"]["first_result_as_fp32"] >= 0.98
     assert abs(f["int8"]["R@1 change"]) <= 0.05
-    assert main(["check", str(bundle)]) == 0
 
 
 def test_recall_counts_a_sentence_for_every_image_it_describes():
