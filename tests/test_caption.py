@@ -1,5 +1,5 @@
-"""Captioning: the ONNX Runtime and torch pipelines give exactly the tutorial loop's tokens, batched
-equals unbatched, and bad images are reported one by one."""
+"""Captioning: the ONNX Runtime and torch pipelines, over the step or the fused step, give exactly the
+tutorial loop's tokens, batched equals unbatched, and bad images are reported one by one."""
 
 import json
 
@@ -12,6 +12,7 @@ from PIL import Image
 import tutorial
 from glimpse.checkpoints.sat import import_sat
 from glimpse.cli import main
+from glimpse.errors import GlimpseError
 from glimpse.export.sat import export_sat
 from glimpse.images import load_image
 from glimpse.models.sat_reference import beam_search as tutorial_beam_search
@@ -65,10 +66,10 @@ def reference_tokens(checkpoint, image_path, beam):
 @pytest.mark.parametrize("beam", [1, 3, 5])
 def test_backends_equal_the_tutorial_loop(small_checkpoint, small_bundle, second_bundle, images, beam):
     for checkpoint, bundle in ((small_checkpoint[0], small_bundle), second_bundle):
-        onnx = CaptionPipeline(bundle)(images, beam_size=beam, max_steps=51)
-        eager = CaptionPipeline(bundle, backend="torch")(images, beam_size=beam, max_steps=51)
-        for path, a, b in zip(images, onnx, eager):
-            assert a.tokens == b.tokens, path
+        onnx, eager = CaptionPipeline(bundle), CaptionPipeline(bundle, backend="torch")
+        runs = [pipe(images, beam_size=beam, fused=fused) for pipe in (onnx, eager) for fused in (False, True)]
+        for path, a, *others in zip(images, *runs):
+            assert all(b.tokens == a.tokens for b in others), path  # fused or not, either backend
             ref = reference_tokens(checkpoint, path, beam)
             if ref is None:  # the tutorial would crash; glimpse returns the best live beam
                 assert not a.finished
@@ -79,10 +80,18 @@ def test_backends_equal_the_tutorial_loop(small_checkpoint, small_bundle, second
 
 def test_batched_equals_one_by_one(second_bundle, images):
     pipe = CaptionPipeline(second_bundle[1])
-    together = pipe(images, beam_size=3, batch_size=4)
-    alone = [pipe([im], beam_size=3)[0] for im in images]
-    assert [c.tokens for c in together] == [c.tokens for c in alone]
-    assert all(c.alphas.shape == (len(c.tokens) - 1, 14, 14) for c in together)
+    for fused in (False, True):
+        together = pipe(images, beam_size=3, batch_size=4, fused=fused)
+        alone = [pipe([im], beam_size=3, fused=fused)[0] for im in images]
+        assert [c.tokens for c in together] == [c.tokens for c in alone]
+        assert all(c.alphas.shape == (len(c.tokens) - 1, 14, 14) for c in together)
+
+
+def test_fused_step_serves_beams_up_to_its_k(small_bundle, images):
+    pipe = CaptionPipeline(small_bundle)
+    assert pipe.fused_beam == 5
+    with pytest.raises(GlimpseError, match="the fused step runs beam search with up to 5 beams"):
+        pipe(images[:1], beam_size=6, fused=True)
 
 
 def test_cli_json_and_plot(small_bundle, images, tmp_path, capsys):

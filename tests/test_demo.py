@@ -32,6 +32,7 @@ def test_packaged_model_learned_its_task(demo_figures):
 
 def test_backends_give_identical_captions_on_the_test_split(demo_figures):
     assert demo_figures["identical_to_torch"] == 500
+    assert demo_figures["identical_fused"] == 500  # the fused step's search, on ONNX Runtime
 
 
 def test_packaged_checkpoint_is_in_the_tutorials_layout():

@@ -98,7 +98,7 @@ def test_calibration_cache_is_reused(quantized, capsys):
 def test_every_precision_passes_the_tensorrt_check(quantized, capsys):
     assert main(["check", str(quantized.path)]) == 0
     out = capsys.readouterr().out
-    assert "9 of 9 graphs pass" in out and "step.int8.onnx" in out and "FAILED" not in out
+    assert "12 of 12 graphs pass" in out and "step_fused.int8.onnx" in out and "FAILED" not in out
 
 
 def test_caption_precision_option(quantized, tmp_path, capsys):

@@ -23,7 +23,10 @@ def test_manifest_describes_the_bundle(small_bundle):
     b = Bundle(small_bundle)
     m = b.manifest
     assert b.family == "sat" and m["format_version"] == 1
-    assert set(b.graphs) == {"encoder", "init", "step"}
+    assert set(b.graphs) == {"encoder", "init", "step", "step_fused"}
+    fused = {v["name"]: v["shape"] for v in b.graphs["step_fused"]["inputs"] + b.graphs["step_fused"]["outputs"]}
+    assert fused["tokens"] == fused["parents"] == fused["next_scores"] == ["batch", 5]  # K fixed for TopK
+    assert fused["width"] == fused["next_width"] == ["batch"] and fused["h_next"] == ["batch", 5, 512]
     step = b.graphs["step"]
     shapes = {v["name"]: v["shape"] for v in step["inputs"] + step["outputs"]}
     assert shapes["tokens"] == ["batch", "beam"] and shapes["h"] == ["batch", "beam", 512]

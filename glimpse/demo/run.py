@@ -37,7 +37,7 @@ def val_pixels(preprocess, count: int = 4):
 def sat_bundle(checkpoints: Path, out: Path, log: Callable[[str], None]) -> Bundle:
     """The bundle of ``checkpoints``' sat model at ``out``."""
     from glimpse.checkpoints.sat import import_sat
-    from glimpse.export.sat import export_sat
+    from glimpse.export.sat import FUSED_BEAM, export_sat
 
     checkpoint, word_map = checkpoints / CHECKPOINT, checkpoints / WORD_MAP
     if not checkpoint.is_file():
@@ -51,7 +51,7 @@ def sat_bundle(checkpoints: Path, out: Path, log: Callable[[str], None]) -> Bund
             model, vocab, preprocess, out, images=val_pixels(preprocess), force=True, source=source, log=log
         )
 
-    return cached_bundle(out, {"sha256": sha256_of(checkpoint)}, export, log)
+    return cached_bundle(out, {"sha256": sha256_of(checkpoint), "fused_beam": FUSED_BEAM}, export, log)
 
 
 def run(
@@ -77,7 +77,9 @@ def run(
     test = scenes.scenes("test", count)
     images = [s.image(IMAGE_SIZE) for s in test]
     log(f"captioning {count} held-out test scenes with ONNX Runtime (CPU), beam {beam_size}")
-    onnx = CaptionPipeline(bundle, threads=threads)(images, beam_size=beam_size, batch_size=50)
+    pipe = CaptionPipeline(bundle, threads=threads)
+    onnx = pipe(images, beam_size=beam_size, batch_size=50)
+    fused = pipe(images, beam_size=beam_size, batch_size=50, fused=True)
     eager = CaptionPipeline(bundle, backend="torch", threads=threads)(images, beam_size=beam_size, batch_size=50)
 
     (out / "scenes").mkdir(exist_ok=True)
@@ -94,13 +96,16 @@ def run(
 
     scores = caption_scores([c.caption for c in onnx], [s.captions for s in test])
     identical = sum(a.tokens == b.tokens for a, b in zip(onnx, eager))
+    identical_fused = sum(a.tokens == b.tokens for a, b in zip(onnx, fused))
     exact = sum(c.caption in s.captions for c, s in zip(onnx, test))
     print(
         f"\naccuracy on {count} test scenes (beam {beam_size}): " + "  ".join(f"{k} {v:.3f}" for k, v in scores.items())
     )
     print(f"captions equal to one of the references: {exact}/{count}")
     print(f"torch backend: {identical}/{count} captions identical to ONNX Runtime's")
+    print(f"fused step (beam selection inside the graph): {identical_fused}/{count} captions identical")
     figures = {"scenes": count, "beam_size": beam_size, **scores, "exact": exact, "identical_to_torch": identical}
+    figures["identical_fused"] = identical_fused
     if speed_scenes:
         figures.update(speed(bundle, images[:speed_scenes], beam_size, threads))
         print(

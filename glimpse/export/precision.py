@@ -4,7 +4,8 @@ TensorRT 11 builds only strongly typed networks, so the precision lives in the O
 graph runs on ONNX Runtime, where its accuracy is measured on any machine.
 
 * fp16: onnxruntime's own float16 converter; float32 graph inputs and outputs, and the numerically
-  sensitive ops (softmax, log-softmax, normalisations, reductions) kept in float32.
+  sensitive ops (softmax, log-softmax, normalisations, reductions, top-k) kept in float32, as is the
+  fused step's beam selection (everything that reads the running scores).
 * int8: explicit Q/DQ from ``onnxruntime.quantization.quantize_static``, with TensorRT's rules:
   symmetric int8 activations and weights (zero point 0), per-channel weights, bias left in float,
   only Conv/MatMul/Gemm quantised. Calibration inputs are the graphs' real inputs: images through the
@@ -29,18 +30,33 @@ from glimpse.errors import GlimpseError
 from glimpse.export import onnx as onnx_export
 
 PRECISIONS = ("fp16", "int8")
-KEEP_FP32 = ["Softmax", "LogSoftmax", "LayerNormalization", "ReduceMean", "ReduceSum", "ReduceMax", "Sigmoid"]
+KEEP_FP32 = ["Softmax", "LogSoftmax", "LayerNormalization", "ReduceMean", "ReduceSum", "ReduceMax", "Sigmoid", "TopK"]
 QUANTIZED_OPS = ["Conv", "MatMul", "Gemm"]
 CHECK_IMAGES = 8  # images whose decoding supplies the inputs each converted graph is measured on
 CALIBRATION = "calibration"
+# The fused step: its choices (compared exactly) and the values compared where the choices agree.
+SELECTION = ("next_tokens", "parents", "ended")  # in the slots chosen (the others hold losers)
+FUSED_VALUES = ("next_scores", "h_next", "c_next", "alpha")
 
 
 def to_fp16(src: Path, dst: Path) -> None:
     import onnx
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
-    model = convert_float_to_float16(onnx.load(src), keep_io_types=True, op_block_list=KEEP_FP32)
+    model = onnx.load(src)
+    keep = downstream(model, "scores")  # a fused step's running scores: -20 in fp16 is a 0.016 grid
+    model = convert_float_to_float16(model, keep_io_types=True, op_block_list=KEEP_FP32, node_block_list=keep)
     onnx.save(model, dst)
+
+
+def downstream(model, name: str) -> list[str]:
+    """Names of the nodes that read graph input ``name``, directly or through other nodes (in order)."""
+    reached, nodes = {name}, []
+    for node in model.graph.node:  # topologically sorted, as ONNX requires
+        if reached.intersection(node.input):
+            reached.update(node.output)
+            nodes.append(node.name)
+    return nodes
 
 
 def to_int8(src: Path, dst: Path, feeds: list[dict[str, np.ndarray]], cache: Path) -> None:
@@ -90,7 +106,9 @@ def recorded_feeds(bundle: Bundle, pixels: np.ndarray, beam: int = 3, batch: int
     for i in range(0, len(pixels), batch):
         chunk = pixels[i : i + batch]
         if bundle.family == "sat":
-            pipe.decode(chunk, beam)
+            pipe.decode(chunk, beam, fused=False)
+            if "step_fused" in pipe.sessions:
+                pipe.decode(chunk, beam, fused=True)
         elif bundle.family == "mdan":
             pipe.sessions["image_embed"].run(pipe.sessions["encoder"].run({"image": chunk}))
             pipe.embed_texts([c for s in val for c in s.captions])
@@ -155,11 +173,23 @@ def quantize(bundle: Bundle, precision: str, pixels: np.ndarray, log: Callable[[
         reference, converted = OnnxRuntimeSession(src), OnnxRuntimeSession(dst)
         sample = feeds[name][:: max(1, len(feeds[name]) // 16)]  # up to ~16 feeds spread over the run
         errors: dict = {}
+        agree = 0
         for feed in sample:
-            errors = onnx_export.merge_errors(errors, onnx_export.errors(converted.run(feed), reference.run(feed)))
-        worst_output, worst = max(errors.items(), key=lambda kv: kv[1]["max_rel"])
+            got, want = converted.run(feed), reference.run(feed)
+            if name == "step_fused":  # values compared where both chose the same beams
+                chosen = np.arange(feed["tokens"].shape[1])[None, :] < feed["width"][:, None]  # (B, K)
+                if not all(np.array_equal(got[o][chosen], want[o][chosen]) for o in SELECTION):
+                    continue
+                agree += 1
+                got, want = ({o: x[o][chosen] for o in FUSED_VALUES} for x in (got, want))
+            errors = onnx_export.merge_errors(errors, onnx_export.errors(got, want))
+        worst_output, worst = max(errors.items(), key=lambda kv: kv[1]["max_rel"], default=("-", {"max_rel": np.nan}))
         size = dst.stat().st_size / 1e6
-        log(f"{precision} {dst.name:<18} {size:7.1f} MB  max rel error {worst['max_rel']:.2e} ({worst_output})")
+        line = f"{precision} {dst.name:<18} {size:7.1f} MB  max rel error {worst['max_rel']:.2e} ({worst_output})"
+        if name == "step_fused":
+            entry["same_beams"] = f"{agree}/{len(sample)} feeds"
+            line += f", the same beams as fp32 on {agree}/{len(sample)} feeds"
+        log(line)
         manifest["graphs"][name].setdefault("precisions", {})[precision] = {
             "file": dst.name,
             "sha256": sha256_of(dst),

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.models.resnet import BasicBlock, Bottleneck
 
+from glimpse.models.beam import select_beams
 from glimpse.models.cnn import RESNETS, feature_side, resnet
 
 
@@ -119,6 +120,10 @@ GRAPH_IO = {
     "encoder": (["image"], ["features"]),
     "init": (["features"], ["att_proj", "h", "c"]),
     "step": (["features", "att_proj", "tokens", "h", "c"], ["logprobs", "h_next", "c_next", "alpha"]),
+    "step_fused": (
+        ["features", "att_proj", "tokens", "h", "c", "scores", "width"],
+        ["next_tokens", "parents", "next_scores", "next_width", "ended", "h_next", "c_next", "alpha"],
+    ),
 }
 
 
@@ -133,13 +138,17 @@ class ShowAttendTell(nn.Module):
             config.attention_dim, config.embed_dim, config.decoder_dim, config.vocab_size, config.encoder_dim
         )
 
-    def graphs(self) -> dict[str, nn.Module]:
-        """The inference cut, in the order the runtime calls it."""
-        return {
+    def graphs(self, end: int | None = None) -> dict[str, nn.Module]:
+        """The inference cut, in the order the runtime calls it; with the ``<end>`` token id, also the
+        fused step that selects its own beams."""
+        graphs = {
             "encoder": EncoderGraph(self.encoder, self.config.image_size),
             "init": InitGraph(self.decoder),
             "step": StepGraph(self.decoder),
         }
+        if end is not None:
+            graphs["step_fused"] = FusedStepGraph(self.decoder, end)
+        return graphs
 
 
 def infer_config(encoder_sd: dict, decoder_sd: dict, encoded_size: int = 14, image_size: int = 256) -> SATConfig:
@@ -257,3 +266,24 @@ class StepGraph(nn.Module):
         h, c = d.decode_step(x, (h.reshape(b * k, -1), c.reshape(b * k, -1)))  # (B*K, D) each
         logprobs = F.log_softmax(d.fc(h), dim=-1)  # (B*K, V)
         return logprobs.reshape(b, k, -1), h.reshape(b, k, -1), c.reshape(b, k, -1), alpha
+
+
+class FusedStepGraph(nn.Module):
+    """The step and one iteration of the beam search in one graph (``glimpse.models.beam``), so that a
+    GPU runtime keeps the beam state on the device and reads back (B,) live widths per step.
+
+    StepGraph's inputs, scores (B, K) cumulative and width (B,) int64 live beams (in slots 0..width-1)
+    -> next_tokens, parents (B, K) int64, next_scores (B, K), next_width (B,), ended (B, K) bool, and
+    h_next, c_next (B, K, D), alpha (B, K, P) already reordered by parent: slot j holds the state after
+    its parent read the word that made it. K is fixed at export (TensorRT wants a constant TopK K).
+    """
+
+    def __init__(self, decoder: DecoderWithAttention, end: int):
+        super().__init__()
+        self.step, self.end = StepGraph(decoder), end
+
+    def forward(self, features, att_proj, tokens, h, c, scores, width):
+        logprobs, h, c, alpha = self.step(features, att_proj, tokens, h, c)
+        tokens, parents, scores, width, ended = select_beams(logprobs, scores, width, self.end)
+        h, c, alpha = (x.gather(1, parents[:, :, None].expand(-1, -1, x.shape[2])) for x in (h, c, alpha))
+        return tokens, parents, scores, width, ended, h, c, alpha

@@ -43,7 +43,13 @@ class Caption:
 
 
 def open_sessions(
-    bundle: Bundle, names: list[str], backend: str, device: str, threads: int | None, precision: str = "fp32"
+    bundle: Bundle,
+    names: list[str],
+    backend: str,
+    device: str,
+    threads: int | None,
+    precision: str = "fp32",
+    cuda_graphs: bool = False,
 ) -> dict:
     if backend == "onnxruntime":
         from glimpse.runtime.session import OnnxRuntimeSession
@@ -54,7 +60,7 @@ def open_sessions(
     if backend == "torch":
         from glimpse.runtime.torch_backend import torch_sessions
 
-        return torch_sessions(bundle, names, device, threads)
+        return torch_sessions(bundle, names, device, threads, cuda_graphs)
     raise GlimpseError(f"unknown backend '{backend}' (choose from {', '.join(BACKENDS)})")
 
 
@@ -66,14 +72,24 @@ class CaptionPipeline:
         device: str = "cpu",
         threads: int | None = None,
         precision: str = "fp32",
+        cuda_graphs: bool = False,
     ):
         self.bundle = bundle if isinstance(bundle, Bundle) else Bundle(bundle)
         if self.bundle.family != "sat":
             raise BundleError(f"{self.bundle.path}: a '{self.bundle.family}' bundle, not a captioner")
         self.vocab = self.bundle.vocab
         self.preprocess = self.bundle.preprocess
-        self.sessions = open_sessions(self.bundle, ["encoder", "init", "step"], backend, device, threads, precision)
+        names = [n for n in ("encoder", "init", "step", "step_fused") if n in self.bundle.graphs]
+        self.sessions = open_sessions(self.bundle, names, backend, device, threads, precision, cuda_graphs)
         self.grid = self.bundle.config["encoded_size"]
+
+    @property
+    def fused_beam(self) -> int:
+        """The fused step's K, the largest beam it serves (0 without one)."""
+        if "step_fused" not in self.sessions:
+            return 0
+        tokens = next(v for v in self.bundle.graphs["step_fused"]["inputs"] if v["name"] == "tokens")
+        return tokens["shape"][1]  # (batch, K)
 
     @classmethod
     def from_model(cls, model, vocab, preprocess) -> CaptionPipeline:
@@ -95,9 +111,11 @@ class CaptionPipeline:
         nbest: int = 1,
         sampling: dict | None = None,
         batch_size: int = 8,
+        fused: bool | None = None,
     ) -> list[Caption]:
         """Caption images (paths, PIL images or HxWx3 uint8 arrays). ``sampling`` (temperature, top_k,
-        top_p, seed) replaces beam search by sampling."""
+        top_p, seed) replaces beam search by sampling. ``fused``: search over the fused step (the same
+        captions; None: on a GPU, where the bundle has one whose K is at least ``beam_size``)."""
         if not 1 <= beam_size <= len(self.vocab):
             raise GlimpseError(
                 f"beam size must be between 1 and the vocabulary size {len(self.vocab)}, not {beam_size}"
@@ -109,40 +127,76 @@ class CaptionPipeline:
         for i in range(0, len(images), batch_size):
             chunk = images[i : i + batch_size]
             pixels = np.stack([self.preprocess(_as_image(im)) for im in chunk])
-            results = self.decode(pixels, beam_size, max_steps, length_penalty, nbest, sampling)
+            results = self.decode(pixels, beam_size, max_steps, length_penalty, nbest, sampling, fused=fused)
             out += [self._caption(_name(im, i + j), r) for j, (im, r) in enumerate(zip(chunk, results))]
         return out
 
     def decode(
-        self, pixels: np.ndarray, beam_size=5, max_steps=51, length_penalty=0.0, nbest=1, sampling=None, timings=None
+        self,
+        pixels: np.ndarray,
+        beam_size=5,
+        max_steps=51,
+        length_penalty=0.0,
+        nbest=1,
+        sampling=None,
+        timings=None,
+        fused: bool | None = None,
     ) -> list[search.SearchResult]:
         """Preprocessed images (B, 3, H, W) -> one search result per image. ``timings``, a dict, receives
         the seconds spent in the encoder, init and decode phases and the number of decode steps."""
+        if fused is None:  # on a CPU, the fused step's K slots cost more than host selection saves
+            on_gpu = self.sessions["step"].device != "cpu"
+            fused = on_gpu and sampling is None and beam_size <= self.fused_beam
+        elif fused and not (sampling is None and beam_size <= self.fused_beam):
+            raise GlimpseError(
+                f"the fused step runs beam search with up to {self.fused_beam} beams"
+                f" ({'sampling asked' if sampling else f'beam size {beam_size}'}); export with --fused-beam"
+            )
         t0 = time.perf_counter()
-        features = self.sessions["encoder"].run({"image": pixels})["features"]  # (B, P, E)
+        # encoder and init outputs stay on the sessions' device: the step reads them at every step
+        features = self.sessions["encoder"].run_device({"image": pixels})["features"]  # (B, P, E)
         t1 = time.perf_counter()
-        init = self.sessions["init"].run({"features": features})  # att_proj (B, P, A), h, c (B, D)
+        init = self.sessions["init"].run_device({"features": features})  # att_proj (B, P, A), h, c (B, D)
         t2 = time.perf_counter()
-        step_graph = self.sessions["step"]
-
-        def step(tokens, state):
-            out = step_graph.run(
-                {"features": features, "att_proj": init["att_proj"], "tokens": tokens, "h": state["h"], "c": state["c"]}
-            )
-            return out["logprobs"], {"h": out["h_next"], "c": out["c_next"]}, out["alpha"]
-
-        state = {"h": init["h"][:, None], "c": init["c"][:, None]}  # (B, 1, D): one start beam
         start, end = self.vocab.special["start"], self.vocab.special["end"]
-        if sampling is not None:
-            results = search.sample(step, state, len(pixels), start, end, max_steps, **sampling)
+        if fused:
+            results = self._fused_search(features, init, beam_size, max_steps, length_penalty, nbest)
         else:
-            results = search.beam_search(
-                step, state, len(pixels), start, end, beam_size, max_steps, length_penalty, nbest
-            )
+            step_graph = self.sessions["step"]
+
+            def step(tokens, state):
+                feeds = {"features": features, "att_proj": init["att_proj"], "tokens": tokens, **state}
+                out = {n: step_graph.host(x) for n, x in step_graph.run_device(feeds).items()}
+                return out["logprobs"], {"h": out["h_next"], "c": out["c_next"]}, out["alpha"]
+
+            host = self.sessions["init"].host
+            state = {"h": host(init["h"])[:, None], "c": host(init["c"])[:, None]}  # (B, 1, D): one start beam
+            if sampling is not None:
+                results = search.sample(step, state, len(pixels), start, end, max_steps, **sampling)
+            else:
+                results = search.beam_search(
+                    step, state, len(pixels), start, end, beam_size, max_steps, length_penalty, nbest
+                )
         if timings is not None:
             steps = max(r.steps for r in results)
             timings.update(encoder=t1 - t0, init=t2 - t1, decode=time.perf_counter() - t2, steps=steps)
         return results
+
+    def _fused_search(self, features, init, beam_size, max_steps, length_penalty, nbest):
+        """Beam search over the fused step: K slots, of which the first ``beam_size`` start live."""
+        session, k, b = self.sessions["step_fused"], self.fused_beam, len(features)
+        scores = np.full((b, k), -np.inf, np.float32)
+        scores[:, 0] = 0.0  # step 1 expands beam 0 only
+        feeds = {
+            "features": features,
+            "att_proj": init["att_proj"],
+            "tokens": np.full((b, k), self.vocab.special["start"], np.int64),
+            "h": _beams(init["h"], k),
+            "c": _beams(init["c"], k),
+            "scores": scores,
+            "width": np.full(b, beam_size, np.int64),
+        }
+        return search.fused_beam_search(session.run_device, feeds, b, max_steps, length_penalty, nbest, session.host)
 
     def _caption(self, name: str, r: search.SearchResult) -> Caption:
         start = self.vocab.special["start"]
@@ -158,6 +212,11 @@ class CaptionPipeline:
             alphas,
             [(" ".join(self.vocab.decode(h.tokens)), h.score) for h in r.nbest],
         )
+
+
+def _beams(x, k: int):
+    """(B, D) -> (B, K, D): K copies of each image's start state, numpy or a device tensor."""
+    return np.repeat(x[:, None], k, axis=1) if isinstance(x, np.ndarray) else x[:, None].repeat(1, k, 1)
 
 
 def _as_image(image) -> Image.Image:

@@ -93,6 +93,7 @@ def beam_search(
         steps += 1
         w = int(width.max())  # live beams sit in slots 0..width-1: run the step on w slots only
         logprobs, new_state, alpha = step(tokens[:, :w], {n: s[:, :w] for n, s in state.items()})
+        scores = scores.astype(logprobs.dtype, copy=False)  # sums in the model's precision, as the tutorial's
         new_scores, parents, words = top_candidates(scores[:, :w], logprobs, w)
         rank = np.arange(w)[None, :]
         chosen = rank < width[:, None]  # an image with width j keeps its j best
@@ -111,7 +112,7 @@ def beam_search(
         # compact the live beams to the front, in rank order
         keep = np.argsort(~live, axis=1, kind="stable")  # (B, w): live slots first
         width = live.sum(axis=1)
-        scores = np.full((batch, k), -np.inf)
+        scores = np.full((batch, k), -np.inf, new_scores.dtype)
         scores[:, :w] = np.where(gather_beams(live, keep), gather_beams(new_scores, keep), -np.inf)
         tokens[:, :w] = gather_beams(words, keep)
         src = gather_beams(parents, keep)  # state rows of the kept beams' parents
@@ -132,6 +133,62 @@ def beam_search(
             pool.sort(key=lambda h: -h.ranked(length_penalty))
         results.append(SearchResult(pool[0], pool[:nbest], steps))
     return results
+
+
+# The fused step's outputs that the search keeps, one (B, K, ...) array per step, to read at the end.
+KEPT = ("next_tokens", "parents", "next_scores", "ended", "alpha")
+
+
+def fused_beam_search(
+    step,
+    feeds: dict,
+    batch: int,
+    max_steps: int = 51,
+    length_penalty: float = 0.0,
+    nbest: int = 1,
+    host=np.asarray,
+) -> list[SearchResult]:
+    """``beam_search`` over a step that selects its own beams (``glimpse.models.sat.FusedStepGraph``):
+
+        step(feeds) -> {next_tokens, parents, next_scores, ended (B, K), next_width (B,), h_next, c_next, alpha}
+
+    ``feeds``: the first step's inputs, {features, att_proj, tokens (B, K) all <start>, h, c (B, K, D),
+    scores (B, K) 0 in slot 0 and -inf elsewhere, width (B,) the beam size}. The arrays may live on a
+    device: each step reads back only ``next_width`` (through ``host``, which makes a numpy array of
+    one); the tokens, parents, scores, ended flags and attention of every step stay where they are
+    until the end, where the hypotheses are read by following the parents back. The results equal
+    ``beam_search``'s at the same beam size, finished hypotheses in the same order."""
+    kept = []
+    for _ in range(max_steps):
+        out = step(feeds)
+        kept.append({n: out[n] for n in KEPT})
+        width = host(out["next_width"])
+        if not width.any():
+            break
+        names = {"tokens": "next_tokens", "scores": "next_scores", "width": "next_width", "h": "h_next", "c": "c_next"}
+        feeds = {**feeds, **{n: out[o] for n, o in names.items()}}
+    table = {n: np.stack([host(k[n]) for k in kept]) for n in KEPT}  # (T, B, K, ...)
+    results = []
+    for b in range(batch):
+        pool = [_backtrack(table, t, b, j, True) for t in range(len(kept)) for j in np.nonzero(table["ended"][t, b])[0]]
+        pool.sort(key=lambda h: -h.ranked(length_penalty))  # stable: ties stay in step, then rank, order
+        if not pool:  # nothing finished: the live beams of the last step
+            last = len(kept) - 1
+            live = [j for j in range(width[b]) if np.isfinite(table["next_scores"][last, b, j])]
+            pool = sorted((_backtrack(table, last, b, j, False) for j in live), key=lambda h: -h.ranked(length_penalty))
+        results.append(SearchResult(pool[0], pool[:nbest], len(kept)))
+    return results
+
+
+def _backtrack(table: dict, t: int, b: int, j: int, finished: bool) -> Hypothesis:
+    """The hypothesis in slot j of image b after step t, read from the per-step table by its parents."""
+    slots = [j]
+    for s in range(t, 0, -1):
+        slots.append(int(table["parents"][s, b, slots[-1]]))
+    slots.reverse()  # slots[s]: where the hypothesis sat after step s
+    tokens = [int(table["next_tokens"][s, b, slot]) for s, slot in enumerate(slots)]
+    alphas = np.stack([table["alpha"][s, b, slot] for s, slot in enumerate(slots)])
+    return Hypothesis(tokens, float(table["next_scores"][t, b, j]), finished, alphas)
 
 
 def _set_front(full: np.ndarray, front: np.ndarray) -> np.ndarray:

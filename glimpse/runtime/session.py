@@ -24,6 +24,14 @@ class Session:
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         raise NotImplementedError
 
+    def run_device(self, inputs: dict) -> dict:
+        """``run`` for loops that feed outputs back in: inputs may be numpy arrays or this session's
+        device arrays, outputs stay on the device (``host`` brings one back). numpy for CPU backends."""
+        return self.run(inputs)
+
+    def host(self, array) -> np.ndarray:
+        return np.asarray(array)
+
 
 def cpu_threads() -> int:
     """Cores this process may use (cgroup/affinity aware), which ONNX Runtime's default ignores."""

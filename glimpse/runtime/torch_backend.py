@@ -14,20 +14,68 @@ from glimpse.runtime.session import Session
 
 
 class TorchSession(Session):
-    def __init__(self, module, inputs: list[str], outputs: list[str], device: str = "cpu"):
+    """A reference graph module on ``device``. On CUDA with ``cuda_graphs``, each new set of input
+    shapes is captured once as a CUDA graph over static input buffers and replayed after that: one
+    launch per call instead of one per kernel."""
+
+    def __init__(self, module, inputs: list[str], outputs: list[str], device: str = "cpu", cuda_graphs: bool = False):
         import torch
 
         self.torch = torch
         self.module = module.to(device).eval()
         self.input_names, self.output_names, self.device = inputs, outputs, device
+        self.graphs: dict | None = {} if cuda_graphs and device.startswith("cuda") else None
 
     def run(self, inputs):
+        return {n: self.host(t) for n, t in self.run_device(inputs).items()}
+
+    def run_device(self, inputs):
         torch = self.torch
-        with torch.inference_mode():
-            args = [torch.from_numpy(np.ascontiguousarray(inputs[n])).to(self.device) for n in self.input_names]
-            out = self.module(*args)
-        out = out if isinstance(out, tuple) else (out,)
-        return {n: t.cpu().numpy() for n, t in zip(self.output_names, out)}
+        args = [self._tensor(inputs[n]) for n in self.input_names]
+        if self.graphs is None:
+            with torch.inference_mode():
+                out = self.module(*args)
+            return dict(zip(self.output_names, out if isinstance(out, tuple) else (out,)))
+        key = tuple((a.shape, a.dtype) for a in args)
+        if key not in self.graphs:
+            self.graphs[key] = CapturedCall(self.module, args, self.output_names)
+        return self.graphs[key](args)
+
+    def host(self, array):
+        return array.cpu().numpy() if isinstance(array, self.torch.Tensor) else np.asarray(array)
+
+    def _tensor(self, x):
+        torch = self.torch
+        x = x if isinstance(x, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(x))
+        return x.to(self.device, non_blocking=True)
+
+
+class CapturedCall:
+    """``module(*args)`` captured as a CUDA graph over static copies of ``args``: a call copies its
+    arguments into them, replays the graph and returns copies of the outputs (the graph overwrites its
+    own at the next replay, and a search keeps every step's)."""
+
+    def __init__(self, module, args: list, names: list[str]):
+        import torch
+
+        self.torch = torch
+        self.inputs = [a.clone() for a in args]
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.inference_mode(), torch.cuda.stream(side):
+            for _ in range(2):  # warm-up outside the capture: cuBLAS handles, lazy allocations
+                module(*self.inputs)
+        torch.cuda.current_stream().wait_stream(side)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.inference_mode(), torch.cuda.graph(self.graph):
+            out = module(*self.inputs)
+        self.outputs = dict(zip(names, out if isinstance(out, tuple) else (out,)))
+
+    def __call__(self, args: list) -> dict:
+        for static, a in zip(self.inputs, args):
+            static.copy_(a)
+        self.graph.replay()
+        return {n: t.clone() for n, t in self.outputs.items()}
 
 
 def build_model(family: str, config: dict):
@@ -47,7 +95,9 @@ def build_model(family: str, config: dict):
     return model_class(config_class(**config))
 
 
-def torch_sessions(bundle: Bundle, names: list[str], device: str = "cpu", threads: int | None = None) -> dict:
+def torch_sessions(
+    bundle: Bundle, names: list[str], device: str = "cpu", threads: int | None = None, cuda_graphs: bool = False
+) -> dict:
     try:
         import torch
     except ImportError:
@@ -60,13 +110,14 @@ def torch_sessions(bundle: Bundle, names: list[str], device: str = "cpu", thread
     state = torch.load(bundle.file_path("weights"), map_location="cpu", weights_only=True)
     model.load_state_dict(state)
     model.eval()
-    graphs = model.graphs()
+    graphs = model.graphs(end=bundle.manifest["special_tokens"]["end"]) if bundle.family == "sat" else model.graphs()
     return {
         n: TorchSession(
             graphs[n],
             [v["name"] for v in bundle.graphs[n]["inputs"]],
             [v["name"] for v in bundle.graphs[n]["outputs"]],
             device,
+            cuda_graphs,
         )
         for n in names
     }
