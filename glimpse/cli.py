@@ -37,6 +37,7 @@ def cmd_export(args) -> None:
         images=images,
         force=args.force,
         tolerance=args.tolerance,
+        fused_beam=args.fused_beam,
         log=log,
         source={"checkpoint": Path(args.checkpoint).name, "word_map": Path(args.word_map).name},
     )
@@ -148,7 +149,12 @@ def cmd_caption(args) -> None:
     from glimpse.runtime.caption import CaptionPipeline
 
     pipe = CaptionPipeline(
-        args.bundle, backend=args.backend, device=args.device, threads=args.threads, precision=args.precision
+        args.bundle,
+        backend=args.backend,
+        device=args.device,
+        threads=args.threads,
+        precision=args.precision,
+        cuda_graphs=args.cuda_graphs,
     )
     files = image_files(args.images)
     if not files:
@@ -175,6 +181,7 @@ def cmd_caption(args) -> None:
                 nbest=args.nbest,
                 sampling=sampling,
                 batch_size=args.batch_size,
+                fused=args.fused,
             )
             for (f, im), cap in zip(batch, caps):
                 cap.image = str(f)
@@ -195,6 +202,16 @@ def cmd_caption(args) -> None:
     bar.close()
     if failed:
         raise GlimpseError(f"{failed} of {len(files)} images could not be read (reported above)")
+
+
+def cmd_build(args) -> None:
+    from glimpse.bundle import Bundle
+    from glimpse.runtime import tensorrt
+
+    bundle = Bundle(args.bundle)
+    tensorrt.require()  # one line on a machine without TensorRT or a GPU
+    for precision in args.precision:
+        tensorrt.build(bundle, precision, log=log)
 
 
 def cmd_demo(args) -> None:
@@ -356,6 +373,14 @@ def parser() -> argparse.ArgumentParser:
         default=1e-4,
         help="largest max|onnx - torch| / max|torch| accepted per output (default 1e-4)",
     )
+    sat.add_argument(
+        "--fused-beam",
+        type=int,
+        default=5,
+        metavar="K",
+        help="slots of step_fused.onnx, the step with the beam selection inside (GPU serving), which serves"
+        " beam sizes up to K (default 5; 0: no fused step)",
+    )
     sat.add_argument("--force", action="store_true", help="replace --out even if it is not a bundle")
     sat.set_defaults(run=cmd_export)
 
@@ -463,17 +488,30 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--seed", type=int, default=None, help="with --sample: random seed")
     c.add_argument(
         "--backend",
-        choices=["onnxruntime", "torch"],
+        choices=["onnxruntime", "torch", "tensorrt"],
         default="onnxruntime",
-        help="onnxruntime (default; the bundle's ONNX graphs) or torch (the reference modules)",
+        help="onnxruntime (default; the bundle's ONNX graphs), torch (the reference modules) or tensorrt (the"
+        " engines glimpse build made; a GPU)",
     )
     c.add_argument(
         "--precision",
         choices=["fp32", "fp16", "int8"],
         default="fp32",
-        help="which graphs to run (default fp32; fp16/int8 are made by glimpse quantize, onnxruntime only)",
+        help="which graphs to run (default fp32; fp16/int8 are made by glimpse quantize; onnxruntime, tensorrt)",
     )
     c.add_argument("--device", default="cpu", help="cpu (default) or cuda[:N]")
+    c.add_argument(
+        "--fused",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="search over the fused step (beam selection inside the graph; the same captions). Default: on a GPU",
+    )
+    c.add_argument(
+        "--cuda-graphs",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="on CUDA, capture each graph once per input shape and replay it (default on)",
+    )
     c.add_argument("--threads", type=int, default=None, help="CPU threads (default: the cores this process may use)")
     c.add_argument("--batch-size", type=int, default=8, help="images decoded together (default 8)")
     c.add_argument(
@@ -608,6 +646,22 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--out", default="benchmarks/results", help="directory for the results (default benchmarks/results)")
     b.add_argument("--cache", default="runs/bench", help="directory for the exported bundles (default runs/bench)")
     b.set_defaults(run=cmd_bench)
+
+    t = sub.add_parser(
+        "build",
+        help="build TensorRT engines from a bundle's graphs (needs TensorRT and an NVIDIA GPU)",
+        description="Parse each graph of the bundle at each --precision with TensorRT's ONNX parser (strongly"
+        " typed: the precision is the graph's own, made by glimpse quantize), with one optimisation profile over"
+        " the image and beam axes (glimpse.profiles), and write the engines to the bundle's cache,"
+        " engines/sm<compute capability>-trt<version>/<graph>.<precision>.<sha256>.plan, with a timing cache."
+        " Engines already built for this GPU, TensorRT version and graph are kept. Then: glimpse caption BUNDLE"
+        " IMAGE --backend tensorrt --device cuda.",
+        epilog="example: glimpse quantize sat-bundle --precision fp16 && glimpse check sat-bundle && glimpse build"
+        " sat-bundle --precision fp32 fp16",
+    )
+    t.add_argument("bundle", help="bundle directory")
+    t.add_argument("--precision", nargs="+", choices=["fp32", "fp16", "int8"], default=["fp32"])
+    t.set_defaults(run=cmd_build)
 
     c = sub.add_parser(
         "check",

@@ -5,6 +5,8 @@
     cap.caption, cap.tokens, cap.score, cap.alphas            # alphas: (words, S, S) attention maps
 
 Per batch of images: preprocess -> encoder -> init (once per image) -> search over the step graph.
+On a GPU (backend torch or tensorrt, device cuda) the search runs over the fused step instead: beam
+state stays on the device, each step is one replayed CUDA graph, and a step reads back (B,) widths.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from glimpse.errors import BundleError, GlimpseError
 from glimpse.images import load_image, to_rgb
 from glimpse.runtime import search
 
-BACKENDS = ("onnxruntime", "torch")
+BACKENDS = ("onnxruntime", "torch", "tensorrt")
 
 
 @dataclass
@@ -55,8 +57,12 @@ def open_sessions(
         from glimpse.runtime.session import OnnxRuntimeSession
 
         return {n: OnnxRuntimeSession(bundle.graph_path(n, precision), device, threads) for n in names}
+    if backend == "tensorrt":
+        from glimpse.runtime.tensorrt import tensorrt_sessions
+
+        return tensorrt_sessions(bundle, names, precision, device if device != "cpu" else "cuda", cuda_graphs)
     if precision != "fp32":
-        raise GlimpseError(f"the {backend} backend runs fp32 only; {precision} graphs run on onnxruntime")
+        raise GlimpseError(f"the {backend} backend runs fp32 only; {precision} graphs run on onnxruntime or tensorrt")
     if backend == "torch":
         from glimpse.runtime.torch_backend import torch_sessions
 
@@ -72,7 +78,7 @@ class CaptionPipeline:
         device: str = "cpu",
         threads: int | None = None,
         precision: str = "fp32",
-        cuda_graphs: bool = False,
+        cuda_graphs: bool = True,
     ):
         self.bundle = bundle if isinstance(bundle, Bundle) else Bundle(bundle)
         if self.bundle.family != "sat":

@@ -38,6 +38,8 @@ class TorchSession(Session):
             return dict(zip(self.output_names, out if isinstance(out, tuple) else (out,)))
         key = tuple((a.shape, a.dtype) for a in args)
         if key not in self.graphs:
+            from glimpse.runtime.cuda_graphs import CapturedCall
+
             self.graphs[key] = CapturedCall(self.module, args, self.output_names)
         return self.graphs[key](args)
 
@@ -48,34 +50,6 @@ class TorchSession(Session):
         torch = self.torch
         x = x if isinstance(x, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(x))
         return x.to(self.device, non_blocking=True)
-
-
-class CapturedCall:
-    """``module(*args)`` captured as a CUDA graph over static copies of ``args``: a call copies its
-    arguments into them, replays the graph and returns copies of the outputs (the graph overwrites its
-    own at the next replay, and a search keeps every step's)."""
-
-    def __init__(self, module, args: list, names: list[str]):
-        import torch
-
-        self.torch = torch
-        self.inputs = [a.clone() for a in args]
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.inference_mode(), torch.cuda.stream(side):
-            for _ in range(2):  # warm-up outside the capture: cuBLAS handles, lazy allocations
-                module(*self.inputs)
-        torch.cuda.current_stream().wait_stream(side)
-        self.graph = torch.cuda.CUDAGraph()
-        with torch.inference_mode(), torch.cuda.graph(self.graph):
-            out = module(*self.inputs)
-        self.outputs = dict(zip(names, out if isinstance(out, tuple) else (out,)))
-
-    def __call__(self, args: list) -> dict:
-        for static, a in zip(self.inputs, args):
-            static.copy_(a)
-        self.graph.replay()
-        return {n: t.clone() for n, t in self.outputs.items()}
 
 
 def build_model(family: str, config: dict):
@@ -102,8 +76,11 @@ def torch_sessions(
         import torch
     except ImportError:
         raise BackendUnavailable("the torch backend needs torch (pip install 'glimpse[export]')") from None
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise BackendUnavailable(f"device {device}: torch sees no CUDA device here")
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise BackendUnavailable(f"device {device}: torch sees no CUDA device here")
+        # the reference's float32, not TF32 (cuDNN convolutions default to it): the same captions as the CPU's
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
     if threads:
         torch.set_num_threads(threads)
     model = build_model(bundle.family, bundle.config)
