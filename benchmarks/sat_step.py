@@ -1,4 +1,5 @@
-"""Cost of one Show-Attend-Tell decode step at beam K: the tutorial's step against glimpse's step.onnx.
+"""Cost of one Show-Attend-Tell decode step at beam K: the tutorial's step against glimpse's step.onnx,
+alone and with the host search's beam selection, and against step_fused.onnx, which selects in-graph.
 
 The tutorial (caption.py) runs attention over K copies of the image features and recomputes the
 ``encoder_att`` projection of all of them at every step. glimpse's step reads one copy of the
@@ -17,10 +18,12 @@ import statistics
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from glimpse.export import onnx as onnx_export
-from glimpse.models.sat import DecoderWithAttention, StepGraph, reference_step
+from glimpse.models.sat import GRAPH_IO, DecoderWithAttention, FusedStepGraph, StepGraph, reference_step
+from glimpse.runtime.search import top_candidates
 from glimpse.runtime.session import OnnxRuntimeSession, cpu_threads
 
 RESULTS = Path(__file__).parent / "results"
@@ -80,12 +83,36 @@ def main() -> None:
     session = OnnxRuntimeSession(path)
     np_inputs = {n: v.numpy() for n, v in inputs.items()}
     onnx_step = median_ms(lambda: session.run(np_inputs), a.repeats)
+    scores = -np.random.default_rng(0).uniform(0, 10, (1, k)).astype(np.float32)
+
+    def host_selected():  # what the host search does with the step's log-probs
+        top_candidates(scores, session.run(np_inputs)["logprobs"], k)
+
+    onnx_selected = median_ms(host_selected, a.repeats)
+    path.unlink()
+
+    fused_inputs = {**inputs, "scores": torch.from_numpy(scores), "width": torch.tensor([k])}
+    onnx_export.export(
+        onnx_export.Graph(
+            "step_fused",
+            FusedStepGraph(decoder, end=1),
+            {n: v.repeat(2, *([1] * (v.dim() - 1))) for n, v in fused_inputs.items()},
+            GRAPH_IO["step_fused"][1],
+            {n: {0: "batch"} for n in fused_inputs},
+        ),
+        path,
+    )
+    fused = OnnxRuntimeSession(path)
+    np_fused = {n: v.numpy() for n, v in fused_inputs.items()}
+    onnx_fused = median_ms(lambda: fused.run(np_fused), a.repeats)
     path.unlink()
 
     rows = [
         ("tutorial step, eager PyTorch, K feature copies", tutorial),
         ("glimpse StepGraph, eager PyTorch", torch_step),
         ("glimpse step.onnx, ONNX Runtime CPU", onnx_step),
+        ("glimpse step.onnx + host beam selection", onnx_selected),
+        ("glimpse step_fused.onnx (selection in the graph)", onnx_fused),
     ]
     result = {
         "benchmark": "sat_step",

@@ -6,7 +6,10 @@ own), measured in turn image by image so that a slow spell of a shared machine f
     reference    the tutorial's caption.py: one image at a time, the features copied per beam, the
                  attention projection recomputed every step, top-k on the host, eager PyTorch
     torch        glimpse's graph split on its torch backend, eager (``--compile``: torch.compile)
+    torch-graphs the same on CUDA, each graph captured as a CUDA graph per shape and replayed
     onnxruntime  glimpse's ONNX graphs on ONNX Runtime
+    tensorrt, tensorrt-fp16
+                 engines glimpse build makes, where TensorRT is installed (a GPU)
     onnxruntime-fp16, onnxruntime-int8
                  the graphs glimpse quantize makes, on ONNX Runtime (made on demand for the tutorial
                  and demo models, calibrated on generated validation scenes)
@@ -37,6 +40,17 @@ from glimpse.errors import GlimpseError
 
 CONTENDERS = ("reference", "torch", "onnxruntime")
 PRECISION_CONTENDERS = ("onnxruntime-fp16", "onnxruntime-int8")
+GPU_CONTENDERS = ("torch-graphs", "tensorrt", "tensorrt-fp16")
+# a glimpse contender: (backend, precision, CUDA graphs)
+PIPELINES = {
+    "torch": ("torch", "fp32", False),
+    "torch-graphs": ("torch", "fp32", True),
+    "onnxruntime": ("onnxruntime", "fp32", False),
+    "onnxruntime-fp16": ("onnxruntime", "fp16", False),
+    "onnxruntime-int8": ("onnxruntime", "int8", False),
+    "tensorrt": ("tensorrt", "fp32", True),
+    "tensorrt-fp16": ("tensorrt", "fp16", True),
+}
 PHASES = ("preprocess", "encoder", "init", "decode")
 
 
@@ -117,10 +131,10 @@ def contender(name: str, bundle: Bundle, device: str, threads: int | None, compi
 
         return caption
 
-    if name not in ("torch", "onnxruntime", *PRECISION_CONTENDERS):
-        raise GlimpseError(f"unknown contender '{name}' (choose from {', '.join(CONTENDERS + PRECISION_CONTENDERS)})")
-    backend, _, precision = name.partition("-")
-    pipe = CaptionPipeline(bundle, backend=backend, device=device, threads=threads, precision=precision or "fp32")
+    if name not in PIPELINES:
+        raise GlimpseError(f"unknown contender '{name}' (choose from reference, {', '.join(PIPELINES)})")
+    backend, precision, cuda_graphs = PIPELINES[name]
+    pipe = CaptionPipeline(bundle, backend, device, threads, precision, cuda_graphs)
     if compile and name == "torch":
         import torch
 
@@ -315,13 +329,22 @@ def run(
     if contenders is None:
         made = bundle.graphs["step"].get("precisions", {})
         own = model in ("tutorial", "demo")
-        contenders = CONTENDERS + tuple(c for c in PRECISION_CONTENDERS if own or c.partition("-")[2] in made)
+        contenders = CONTENDERS + tuple(c for c in PRECISION_CONTENDERS if own or PIPELINES[c][1] in made)
+        if device.startswith("cuda"):
+            from glimpse.runtime.tensorrt import unavailable
+
+            trt = unavailable() is None
+            contenders += tuple(c for c in GPU_CONTENDERS if trt or not c.startswith("tensorrt"))
     for name in contenders:
-        precision = name.partition("-")[2]
-        if precision and precision not in bundle.graphs["step"].get("precisions", {}):
+        precision = PIPELINES.get(name, ("", "fp32"))[1]
+        if precision != "fp32" and precision not in bundle.graphs["step"].get("precisions", {}):
             if model not in ("tutorial", "demo"):
                 bundle.graph_path("step", precision)  # says how to make it
             bundle = quantized(bundle, precision, log)
+        if PIPELINES.get(name, ("",))[0] == "tensorrt":
+            from glimpse.runtime.tensorrt import build
+
+            build(bundle, precision, log)
     spec = {
         "bundle": str(bundle.path),
         "device": device,

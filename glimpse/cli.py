@@ -504,7 +504,8 @@ def parser() -> argparse.ArgumentParser:
         "--fused",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="search over the fused step (beam selection inside the graph; the same captions). Default: on a GPU",
+        help="search over the fused step (beam selection inside the graph; the same captions). Default: at beam"
+        " size K (the bundle's --fused-beam, 5), and on a GPU at any beam size up to K",
     )
     c.add_argument(
         "--cuda-graphs",
@@ -608,7 +609,7 @@ def parser() -> argparse.ArgumentParser:
     q.add_argument("--calibration-size", type=int, default=32, help="at most this many images (default 32)")
     q.set_defaults(run=cmd_quantize)
 
-    from glimpse.bench import CONTENDERS, PRECISION_CONTENDERS
+    from glimpse.bench import CONTENDERS, GPU_CONTENDERS, PRECISION_CONTENDERS
 
     b = sub.add_parser(
         "bench",
@@ -630,10 +631,11 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument(
         "--contenders",
         nargs="+",
-        choices=CONTENDERS + PRECISION_CONTENDERS,
-        help="what to measure: the tutorial's loop, glimpse on torch, glimpse on ONNX Runtime in fp32/fp16/int8"
-        " (default all; the fp16/int8 graphs are made for the tutorial and demo models, and used for a bundle"
-        " directory where glimpse quantize made them)",
+        choices=CONTENDERS + PRECISION_CONTENDERS + GPU_CONTENDERS,
+        help="what to measure: the tutorial's loop, glimpse on torch, glimpse on ONNX Runtime in fp32/fp16/int8,"
+        " and on CUDA glimpse on torch with CUDA graphs and on TensorRT engines (default all that can run here;"
+        " the fp16/int8 graphs are made for the tutorial and demo models, and used for a bundle directory where"
+        " glimpse quantize made them)",
     )
     b.add_argument("--beams", nargs="+", type=int, default=[1, 3, 5], help="beam widths for latency (default 1 3 5)")
     b.add_argument(

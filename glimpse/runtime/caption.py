@@ -6,7 +6,8 @@
 
 Per batch of images: preprocess -> encoder -> init (once per image) -> search over the step graph.
 On a GPU (backend torch or tensorrt, device cuda) the search runs over the fused step instead: beam
-state stays on the device, each step is one replayed CUDA graph, and a step reads back (B,) widths.
+state stays on the device, each step is one replayed CUDA graph, and a step reads back (B,) widths;
+on a CPU too at beam size K, where in-graph selection is cheaper than the host's.
 """
 
 from __future__ import annotations
@@ -121,7 +122,7 @@ class CaptionPipeline:
     ) -> list[Caption]:
         """Caption images (paths, PIL images or HxWx3 uint8 arrays). ``sampling`` (temperature, top_k,
         top_p, seed) replaces beam search by sampling. ``fused``: search over the fused step (the same
-        captions; None: on a GPU, where the bundle has one whose K is at least ``beam_size``)."""
+        captions; None: where the bundle has one with K = ``beam_size`` slots, or more on a GPU)."""
         if not 1 <= beam_size <= len(self.vocab):
             raise GlimpseError(
                 f"beam size must be between 1 and the vocabulary size {len(self.vocab)}, not {beam_size}"
@@ -150,9 +151,9 @@ class CaptionPipeline:
     ) -> list[search.SearchResult]:
         """Preprocessed images (B, 3, H, W) -> one search result per image. ``timings``, a dict, receives
         the seconds spent in the encoder, init and decode phases and the number of decode steps."""
-        if fused is None:  # on a CPU, the fused step's K slots cost more than host selection saves
+        if fused is None:  # on a CPU, K slots for fewer beams cost more than the host selection it saves
             on_gpu = self.sessions["step"].device != "cpu"
-            fused = on_gpu and sampling is None and beam_size <= self.fused_beam
+            fused = sampling is None and (beam_size == self.fused_beam or on_gpu and beam_size < self.fused_beam)
         elif fused and not (sampling is None and beam_size <= self.fused_beam):
             raise GlimpseError(
                 f"the fused step runs beam search with up to {self.fused_beam} beams"
