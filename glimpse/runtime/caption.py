@@ -159,11 +159,14 @@ class CaptionPipeline:
                 f"the fused step runs beam search with up to {self.fused_beam} beams"
                 f" ({'sampling asked' if sampling else f'beam size {beam_size}'}); export with --fused-beam"
             )
+        wait = self.sessions["encoder"].synchronize if timings is not None else lambda: None  # time device work
         t0 = time.perf_counter()
         # encoder and init outputs stay on the sessions' device: the step reads them at every step
         features = self.sessions["encoder"].run_device({"image": pixels})["features"]  # (B, P, E)
+        wait()
         t1 = time.perf_counter()
         init = self.sessions["init"].run_device({"features": features})  # att_proj (B, P, A), h, c (B, D)
+        wait()
         t2 = time.perf_counter()
         start, end = self.vocab.special["start"], self.vocab.special["end"]
         if fused:

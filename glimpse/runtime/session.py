@@ -32,6 +32,9 @@ class Session:
     def host(self, array) -> np.ndarray:
         return np.asarray(array)
 
+    def synchronize(self) -> None:
+        """Wait for the work queued on the device (for timing); CPU backends finish in ``run``."""
+
 
 def cpu_threads() -> int:
     """Cores this process may use (cgroup/affinity aware), which ONNX Runtime's default ignores."""

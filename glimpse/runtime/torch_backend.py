@@ -46,6 +46,10 @@ class TorchSession(Session):
     def host(self, array):
         return array.cpu().numpy() if isinstance(array, self.torch.Tensor) else np.asarray(array)
 
+    def synchronize(self):
+        if self.device.startswith("cuda"):
+            self.torch.cuda.synchronize(self.device)
+
     def _tensor(self, x):
         torch = self.torch
         x = x if isinstance(x, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(x))
