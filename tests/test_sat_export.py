@@ -16,6 +16,7 @@ from glimpse.cli import main
 from glimpse.errors import BundleError, ExportError
 from glimpse.export.sat import export_sat
 from glimpse.images import load_image
+from glimpse.models.sat import GRAPH_IO
 from glimpse.runtime.session import OnnxRuntimeSession
 
 
@@ -172,3 +173,36 @@ def test_resnet101_bundle_matches_the_tutorial_modules(tmp_path, photo):
                 assert rel(got[name][0], want) < 1e-4, name
             assert np.array_equal(got["logprobs"][0].argmax(-1), scores.argmax(-1).numpy())
             words = scores.topk(1, dim=1).indices  # (k, 1) each beam's best next word
+
+
+@torch.no_grad()
+def test_fused_check_catches_wrong_bookkeeping():
+    """check_fused holds a fused step to the reference; one that finishes beams on the wrong word fails."""
+    from glimpse.export.sat import check_fused
+    from glimpse.models.sat import DecoderWithAttention, FusedStepGraph, StepGraph
+    from glimpse.runtime.torch_backend import TorchSession
+
+    torch.manual_seed(0)
+    decoder = DecoderWithAttention(16, 8, 16, 30, encoder_dim=12).eval()
+    n, k, p = 3, 4, 5
+    feeds = {
+        "features": torch.rand(n, p, 12),
+        "tokens": torch.randint(0, 30, (n, k)),
+        "h": torch.randn(n, k, 16),
+        "c": torch.randn(n, k, 16),
+    }
+    feeds["att_proj"] = decoder.attention.encoder_att(feeds["features"])
+    logprobs, h, c, alpha = StepGraph(decoder)(**feeds)
+    want = {"logprobs": logprobs, "h_next": h, "c_next": c, "alpha": alpha}
+    feeds = {name: x.numpy() for name, x in feeds.items()}
+
+    def fused(end):
+        return TorchSession(FusedStepGraph(decoder, end), *GRAPH_IO["step_fused"])
+
+    chosen = int(
+        fused(0).run({**feeds, "scores": np.zeros((n, k), np.float32), "width": np.full(n, k)})["next_tokens"][0, 0]
+    )
+    right = check_fused(fused(chosen), feeds, want, end=chosen)
+    assert max(e["max_rel"] for e in right.values()) < 1e-6
+    wrong = check_fused(fused((chosen + 1) % 30), feeds, want, end=chosen)
+    assert wrong["bookkeeping"]["max_abs"] > 0

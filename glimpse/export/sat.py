@@ -58,7 +58,9 @@ def cut(model: ShowAttendTell, end: int, fused_beam: int = FUSED_BEAM, batch: in
 
 
 @torch.no_grad()
-def check(model: ShowAttendTell, sessions: dict, images: np.ndarray, start: int, beam: int = 3, steps: int = 3) -> dict:
+def check(
+    model: ShowAttendTell, sessions: dict, images: np.ndarray, start: int, end: int, beam: int = 3, steps: int = 3
+) -> dict:
     """Errors of each graph against the tutorial's modules on ``images`` (N, 3, S, S).
 
     encoder: against Encoder (with the real AdaptiveAvgPool2d); init: against encoder_att and
@@ -94,7 +96,7 @@ def check(model: ShowAttendTell, sessions: dict, images: np.ndarray, start: int,
         want = {"logprobs": logprobs, "h_next": h, "c_next": c, "alpha": alpha}
         step_err = onnx_export.merge_errors(step_err, onnx_export.errors(got, {k: v.numpy() for k, v in want.items()}))
         if "step_fused" in sessions:
-            fused_err = onnx_export.merge_errors(fused_err, check_fused(sessions["step_fused"], feeds, want))
+            fused_err = onnx_export.merge_errors(fused_err, check_fused(sessions["step_fused"], feeds, want, end))
         tokens = logprobs.argmax(-1)
     err["step"] = step_err
     if "step_fused" in sessions:
@@ -102,11 +104,12 @@ def check(model: ShowAttendTell, sessions: dict, images: np.ndarray, start: int,
     return err
 
 
-def check_fused(session, feeds: dict, want: dict, seed: int = 0) -> dict:
+def check_fused(session, feeds: dict, want: dict, end: int, seed: int = 0) -> dict:
     """Errors of the fused step against the reference step's outputs ``want`` on the same ``feeds``,
     with random running scores and widths: the scores it chose against the reference's best
-    continuations, and its states, attention and scores against the reference's at the parents and
-    words it picked (so a near-tie that floating point breaks the other way is no error)."""
+    continuations, its states, attention and scores against the reference's at the parents and words
+    it picked (so a near-tie that floating point breaks the other way is no error), and its bookkeeping:
+    chosen ``end`` words ended, live beams first."""
     n, k = feeds["tokens"].shape
     rng = np.random.default_rng(seed)
     width = rng.integers(1, k + 1, n)
@@ -122,7 +125,12 @@ def check_fused(session, feeds: dict, want: dict, seed: int = 0) -> dict:
         **{o: want[o].numpy()[rows, parents] for o in ("h_next", "c_next", "alpha")},
     }
     masked = {o: got[o][live] for o in at}
+    # the search's bookkeeping: a chosen <end> has ended, and the live ones come first, next_width of them
+    ended = live & (got["next_tokens"] == end)
+    ordered = (np.arange(k)[None, :] < got["next_width"][:, None]) == (live & ~ended)
+    wrong = int((got["ended"] != ended).sum() + (~ordered).sum())
     return {
+        "bookkeeping": {"max_abs": float(wrong), "max_rel": float(wrong)},  # slots wrong: any is an error
         "best_scores": onnx_export.errors({"s": chosen[live]}, {"s": best[live]})["s"],
         **onnx_export.errors(masked, {o: v[live] for o, v in at.items()}),
     }
@@ -137,7 +145,8 @@ def export_sat(
     images are always checked, ``images`` besides."""
     model = model.eval()
     beam = fused_beam or 3  # the fused step is checked on the very feeds of the step
-    checked = partial(check, model, start=vocab.special["start"], beam=beam)  # (sessions, images) -> errors
+    special = {"start": vocab.special["start"], "end": vocab.special["end"]}
+    checked = partial(check, model, **special, beam=beam)  # (sessions, images) -> errors
     vocabs = {"vocab": ("vocab.json", vocab)}
     notes = {"beam": beam, "steps": 3}
     graphs = cut(model, vocab.special["end"], fused_beam)
