@@ -460,6 +460,9 @@ def parser() -> argparse.ArgumentParser:
     q.add_argument("--threads", type=int, default=None, help="CPU threads (default: the cores this process may use)")
     q.set_defaults(run=cmd_vqa)
     cli_match.add_commands(sub)
+    from glimpse import cli_serve
+
+    cli_serve.add_command(sub)
 
     c = sub.add_parser(
         "caption",

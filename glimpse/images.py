@@ -11,12 +11,13 @@ from glimpse.errors import ImageError
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 
 
-def load_image(path: str | Path) -> Image.Image:
-    """An image file -> 8-bit RGB (grey replicated, alpha dropped), decoded fully so that a truncated
-    file fails here rather than later."""
-    path = Path(path)
+def load_image(path) -> Image.Image:
+    """An image file (a path, or a binary file object, named in errors by its ``name``) -> 8-bit RGB
+    (grey replicated, alpha dropped), decoded fully so that a truncated file fails here rather than later."""
+    source = path if hasattr(path, "read") else Path(path)
+    path = getattr(path, "name", path)
     try:
-        with Image.open(path) as im:
+        with Image.open(source) as im:
             im.load()
             # Turn camera photos upright as their viewers show them (the tutorial's scipy imread ignored
             # the EXIF orientation tag and fed such photos sideways).

@@ -1,0 +1,56 @@
+"""``glimpse serve``: the command line of glimpse.serve (imported only when serving)."""
+
+from __future__ import annotations
+
+
+def cmd_serve(args) -> None:
+    from glimpse.cli import log
+
+    try:
+        from glimpse import serve
+    except ImportError as e:
+        from glimpse.errors import GlimpseError
+
+        missing = f"glimpse serve needs Ray Serve and FastAPI ({e.name} is missing): pip install 'glimpse[serve]'"
+        raise GlimpseError(missing) from None
+    model = serve.ModelOptions(
+        backend=args.backend,
+        device=args.device,
+        precision=args.precision,
+        threads=args.threads,
+        max_batch_size=args.max_batch_size,
+        batch_wait_ms=args.batch_wait_ms,
+    )
+    limits = serve.Limits(args.max_body_mb << 20, args.max_pixels, args.timeout)
+    log(f"serving {len(args.bundles)} bundle(s) on http://{args.host}:{args.port} (Ctrl-C stops)")
+    serve.run(args.bundles, args.host, args.port, args.replicas, model, limits, args.address, blocking=True)
+
+
+def add_command(sub) -> None:
+    s = sub.add_parser(
+        "serve",
+        help="serve bundles over HTTP on Ray Serve, batching concurrent requests",
+        description="Serve bundles over HTTP: POST /v1/caption (sat), /v1/vqa (saaa, san, rdan), /v1/match (mdan),"
+        " multipart with the image in field 'image'; GET /healthz, /v1/models. Each bundle is a Ray Serve"
+        " deployment with --replicas replicas; concurrent requests to a replica are batched (up to --max-batch-size,"
+        " waiting at most --batch-wait-ms), one batched call per set of options, so batching never changes a result."
+        " A local Ray is started, or --address joins a cluster (ray start --head; workers: ray start"
+        " --address HEAD:6379; then glimpse serve ... --address auto --replicas N).",
+        epilog="examples: glimpse serve sat-bundle | curl -F image=@photo.jpg -F beam_size=3"
+        " http://127.0.0.1:8000/v1/caption | glimpse serve sat-bundle san-bundle --replicas 2 --port 8080",
+    )
+    s.add_argument("bundles", nargs="+", metavar="BUNDLE", help="bundle directories; each model is named after its")
+    s.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 for all)")
+    s.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    s.add_argument("--replicas", type=int, default=1, help="replicas of each model (default 1)")
+    s.add_argument("--max-batch-size", type=int, default=16, help="requests batched together (default 16)")
+    s.add_argument("--batch-wait-ms", type=float, default=5.0, help="longest wait for a batch to fill (default 5)")
+    s.add_argument("--backend", default="onnxruntime", choices=["onnxruntime", "torch", "tensorrt"])
+    s.add_argument("--device", default="cpu", help="cpu (default) or cuda[:N]")
+    s.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "int8"])
+    s.add_argument("--threads", type=int, default=None, help="CPU threads per replica (default: all cores)")
+    s.add_argument("--max-body-mb", type=int, default=20, help="largest upload in MiB (default 20; larger: 413)")
+    s.add_argument("--max-pixels", type=int, default=40_000_000, help="largest image, width x height (default 40M)")
+    s.add_argument("--timeout", type=float, default=60.0, help="seconds a request may take, queueing included (504)")
+    s.add_argument("--address", default=None, help="join the Ray cluster at this address ('auto': the local one)")
+    s.set_defaults(run=cmd_serve)

@@ -1,0 +1,284 @@
+"""``glimpse serve``: bundles behind HTTP on Ray Serve, requests batched across clients.
+
+    glimpse serve sat-bundle san-bundle mdan-bundle --port 8000 --replicas 2
+
+One deployment per bundle, whose replicas each hold a pipeline, behind one FastAPI ingress:
+
+    POST /v1/caption   multipart image; form model, beam_size, max_length, nbest, length_penalty
+    POST /v1/vqa       multipart image; form model, question, top_k
+    POST /v1/match     multipart image; form model, texts (the field repeated, one sentence each)
+    GET  /healthz      GET /v1/models
+
+Concurrent requests to one replica are gathered by ``serve.batch`` (up to ``max_batch_size``, waiting at
+most ``batch_wait_ms`` for more) and run as one batched call per set of options, so batching never
+changes a result: the pipelines give a batch of images what they give each alone. Images are decoded and
+checked in the ingress (size, pixels, format); a bad request gets a 4xx JSON ``{"error": ...}`` naming
+the problem, and the others are served. This module needs the ``serve`` extra (Ray Serve, FastAPI);
+nothing else in glimpse imports it.
+"""
+
+# No ``from __future__ import annotations``: FastAPI reads the endpoints' annotations, and Ray ships the
+# ingress class to its replica by value, without the module globals that string annotations would name.
+import asyncio
+import io
+import json
+from collections import defaultdict
+from dataclasses import asdict, dataclass
+from typing import Annotated
+
+import numpy as np
+from fastapi import FastAPI, File, Form, Request, UploadFile
+from fastapi.responses import JSONResponse
+
+from glimpse.errors import GlimpseError
+
+FAMILY_ROUTES = {"sat": "caption", "saaa": "vqa", "san": "vqa", "rdan": "vqa", "mdan": "match"}
+
+
+@dataclass
+class Limits:
+    max_body_bytes: int = 20 << 20  # an upload larger than this is refused (413)
+    max_pixels: int = 40_000_000  # width x height
+    timeout_s: float = 60.0  # per request, queueing included (504)
+
+
+@dataclass
+class ModelOptions:
+    backend: str = "onnxruntime"
+    device: str = "cpu"
+    precision: str = "fp32"
+    threads: int | None = None
+    max_batch_size: int = 16
+    batch_wait_ms: float = 5.0
+
+
+def pipeline(path: str, options: ModelOptions):
+    from glimpse.bundle import Bundle
+
+    bundle = Bundle(path)
+    kw = {"backend": options.backend, "device": options.device, "threads": options.threads}
+    kw["precision"] = options.precision
+    if bundle.family == "sat":
+        from glimpse.runtime.caption import CaptionPipeline
+
+        return CaptionPipeline(bundle, **kw)
+    if bundle.family == "mdan":
+        from glimpse.runtime.match import MatchPipeline
+
+        return MatchPipeline(bundle, **kw)
+    from glimpse.runtime.vqa import VQAPipeline
+
+    return VQAPipeline(bundle, **kw)
+
+
+def answer(pipe, family: str, items: list, options: dict) -> list[dict]:
+    """One batched call: ``items`` (an image, and for VQA its question, for matching its texts) that
+    share ``options`` -> one JSON-ready result each."""
+    if family == "sat":
+        captions = pipe([image for image, _ in items], batch_size=len(items), **options)
+        return [c.to_json() | {"image": name} for c, (_, name) in zip(captions, items)]
+    if family == "mdan":
+        embedded = pipe.embed_images([image for image, _, _ in items])  # (N, dim): one batch for the images
+        out = []
+        for row, (_, name, texts) in zip(embedded, items):
+            scores = pipe.embed_texts(texts) @ row  # (M,)
+            out.append({"image": name, "matches": [{"text": t, "score": float(v)} for t, v in zip(texts, scores)]})
+        return out
+    answers = pipe([(image, question) for image, _, question in items], batch_size=len(items), **options)
+    return [a.to_json() | {"image": name} for a, (_, name, _) in zip(answers, items)]
+
+
+def batched(pipe, family: str, requests: list[tuple[tuple, dict]]) -> list[dict]:
+    """Requests [(item, options)] gathered by serve.batch -> their results in order: one call per set
+    of options; an error (bad options) answers its own group only."""
+    groups = defaultdict(list)
+    for i, (_, options) in enumerate(requests):
+        groups[json.dumps(options, sort_keys=True)].append(i)
+    out: list[dict] = [{}] * len(requests)
+    for indices in groups.values():
+        try:
+            results = answer(pipe, family, [requests[i][0] for i in indices], requests[indices[0]][1])
+        except GlimpseError as e:
+            results = [{"error": str(e)}] * len(indices)
+        for i, r in zip(indices, results):
+            out[i] = r
+    return out
+
+
+def application(bundles: dict[str, str], replicas: int, model: ModelOptions, limits: Limits):
+    """The Ray Serve application: ``bundles`` {model name: bundle path}."""
+    from ray import serve
+
+    from glimpse.bundle import Bundle
+
+    @serve.deployment(ray_actor_options={"num_cpus": 1})
+    class Model:
+        def __init__(self, path: str, options: dict):
+            options = ModelOptions(**options)
+            self.family = Bundle(path).family
+            self.pipe = pipeline(path, options)
+            self.run.set_max_batch_size(options.max_batch_size)
+            self.run.set_batch_wait_timeout_s(options.batch_wait_ms / 1000)
+
+        @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
+        async def run(self, requests: list[tuple[tuple, dict]]) -> list[dict]:
+            # in a thread: the replica keeps gathering the next batch while this one computes
+            return await asyncio.to_thread(batched, self.pipe, self.family, requests)
+
+        async def __call__(self, item: tuple, options: dict) -> dict:
+            return await self.run((item, options))
+
+    api = FastAPI(title="glimpse", version=_version())
+    models = {name: {"family": Bundle(p).family, "bundle": p, **asdict(model)} for name, p in bundles.items()}
+
+    @serve.deployment(ray_actor_options={"num_cpus": 0})
+    @serve.ingress(api)
+    class Ingress:
+        def __init__(self, handles: dict):
+            self.handles = handles
+
+        @api.get("/healthz")
+        def healthz(self):
+            return {"status": "ok"}
+
+        @api.get("/v1/models")
+        def models(self):
+            return {"models": models, "glimpse": _version()}
+
+        @api.post("/v1/caption")
+        async def caption(
+            self,
+            request: Request,
+            image: Annotated[UploadFile, File()],
+            model: Annotated[str | None, Form()] = None,
+            beam_size: Annotated[int, Form()] = 5,
+            max_length: Annotated[int, Form()] = 51,
+            nbest: Annotated[int, Form()] = 1,
+            length_penalty: Annotated[float, Form()] = 0.0,
+        ):
+            options = {"beam_size": beam_size, "max_steps": max_length, "nbest": nbest}
+            return await self.serve("caption", model, request, image, (), options | {"length_penalty": length_penalty})
+
+        @api.post("/v1/vqa")
+        async def vqa(
+            self,
+            request: Request,
+            image: Annotated[UploadFile, File()],
+            question: Annotated[str, Form()],
+            model: Annotated[str | None, Form()] = None,
+            top_k: Annotated[int, Form()] = 5,
+        ):
+            return await self.serve("vqa", model, request, image, (question,), {"top_k": top_k})
+
+        @api.post("/v1/match")
+        async def match(
+            self,
+            request: Request,
+            image: Annotated[UploadFile, File()],
+            texts: Annotated[list[str], Form()],
+            model: Annotated[str | None, Form()] = None,
+        ):
+            return await self.serve("match", model, request, image, (texts,), {})
+
+        async def serve(self, route: str, model, request, upload, rest: tuple, options: dict):
+            try:
+                name = self.model_for(route, model)
+                pixels = await read_image(request, upload, limits)
+                result = await asyncio.wait_for(
+                    self.handles[name].remote((pixels, upload.filename or "image", *rest), options), limits.timeout_s
+                )
+            except HTTPError as e:
+                return JSONResponse({"error": str(e)}, status_code=e.status)
+            except TimeoutError:
+                return JSONResponse({"error": f"no answer within {limits.timeout_s:g} s"}, status_code=504)
+            if "error" in result:
+                return JSONResponse(result, status_code=400)
+            return result
+
+        def model_for(self, route: str, model: str | None) -> str:
+            names = [n for n, m in models.items() if FAMILY_ROUTES[m["family"]] == route]
+            if model is None and len(names) == 1:
+                return names[0]
+            if model is None:
+                raise HTTPError(400, f"several models serve /v1/{route} ({', '.join(names)}): name one in 'model'")
+            if model not in names:
+                raise HTTPError(404, f"no model '{model}' serves /v1/{route} (loaded: {', '.join(names) or 'none'})")
+            return model
+
+    options = asdict(model)
+    handles = {name: Model.options(name=name, num_replicas=replicas).bind(p, options) for name, p in bundles.items()}
+    return Ingress.options(name="ingress").bind(handles)
+
+
+class HTTPError(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+async def read_image(request, upload, limits: Limits) -> np.ndarray:
+    """The uploaded image as HxWx3 uint8 RGB, or HTTPError 413/400 naming what is wrong with it."""
+    from PIL import Image
+
+    from glimpse.images import load_image
+
+    size = int(request.headers.get("content-length") or 0)
+    data = await upload.read(limits.max_body_bytes + 1)
+    if size > limits.max_body_bytes or len(data) > limits.max_body_bytes:
+        raise HTTPError(413, f"the upload is larger than {limits.max_body_bytes} bytes")
+    try:
+        with Image.open(io.BytesIO(data)) as probe:
+            width, height = probe.size
+    except Exception:
+        raise HTTPError(400, f"'{upload.filename}' is not an image Pillow can read") from None
+    if width * height > limits.max_pixels:
+        raise HTTPError(413, f"'{upload.filename}' has {width}x{height} pixels, more than {limits.max_pixels}")
+    upload_file = io.BytesIO(data)
+    upload_file.name = upload.filename or "image"
+    try:
+        return np.asarray(load_image(upload_file))
+    except GlimpseError as e:
+        raise HTTPError(400, str(e)) from None
+
+
+def run(
+    bundles: list[str],
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    replicas: int = 1,
+    model: ModelOptions | None = None,
+    limits: Limits | None = None,
+    address: str | None = None,
+    blocking: bool = True,
+):
+    """Start Ray (or join the cluster at ``address``) and serve ``bundles``; models are named after
+    their directories."""
+    from pathlib import Path
+
+    import ray
+    from ray import serve
+
+    from glimpse.bundle import Bundle
+
+    named = {}
+    for path in bundles:
+        name = Path(path).resolve().name
+        if name in named:
+            raise GlimpseError(f"two bundles named '{name}': models are named after their directories")
+        Bundle(path)  # a bad bundle is reported here, not inside a replica
+        named[name] = str(Path(path).resolve())
+    if address:
+        ray.init(address=address, log_to_driver=False)
+    else:  # logical CPUs: one per replica, whatever the cores (a replica's threads share them)
+        import os
+
+        ray.init(num_cpus=max(os.cpu_count() or 1, replicas * len(named)), include_dashboard=False, log_to_driver=False)
+    serve.start(http_options={"host": host, "port": port})
+    app = application(named, replicas, model or ModelOptions(), limits or Limits())
+    serve.run(app, name="glimpse", route_prefix="/", blocking=blocking)
+
+
+def _version() -> str:
+    from glimpse import __version__
+
+    return __version__
