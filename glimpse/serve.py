@@ -7,7 +7,7 @@ One deployment per bundle, whose replicas each hold a pipeline, behind one FastA
     POST /v1/caption   multipart image; form model, beam_size, max_length, nbest, length_penalty
     POST /v1/vqa       multipart image; form model, question, top_k
     POST /v1/match     multipart image; form model, texts (the field repeated, one sentence each)
-    GET  /healthz      GET /v1/models
+    GET  /healthz      GET /v1/models      GET /metrics (Prometheus: requests, latency, batch sizes)
 
 Concurrent requests to one replica are gathered by ``serve.batch`` (up to ``max_batch_size``, waiting at
 most ``batch_wait_ms`` for more) and run as one batched call per set of options, so batching never
@@ -22,13 +22,14 @@ nothing else in glimpse imports it.
 import asyncio
 import io
 import json
+import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass
 from typing import Annotated
 
 import numpy as np
 from fastapi import FastAPI, File, Form, Request, UploadFile
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from glimpse.errors import GlimpseError
 
@@ -101,7 +102,7 @@ def batched(pipe, family: str, requests: list[tuple[tuple, dict]]) -> list[dict]
         except GlimpseError as e:
             results = [{"error": str(e)}] * len(indices)
         for i, r in zip(indices, results):
-            out[i] = r
+            out[i] = r | {"_batch": len(requests)}  # for the ingress's batch-size histogram
     return out
 
 
@@ -135,7 +136,7 @@ def application(bundles: dict[str, str], replicas: int, model: ModelOptions, lim
     @serve.ingress(api)
     class Ingress:
         def __init__(self, handles: dict):
-            self.handles = handles
+            self.handles, self.metrics = handles, Metrics()
 
         @api.get("/healthz")
         def healthz(self):
@@ -180,20 +181,27 @@ def application(bundles: dict[str, str], replicas: int, model: ModelOptions, lim
         ):
             return await self.serve("match", model, request, image, (texts,), {})
 
+        @api.get("/metrics")
+        def metrics(self):
+            return Response(self.metrics.text(), media_type="text/plain; version=0.0.4")
+
         async def serve(self, route: str, model, request, upload, rest: tuple, options: dict):
+            start, name = time.perf_counter(), model or "-"
             try:
                 name = self.model_for(route, model)
                 pixels = await read_image(request, upload, limits)
                 result = await asyncio.wait_for(
                     self.handles[name].remote((pixels, upload.filename or "image", *rest), options), limits.timeout_s
                 )
+                self.metrics.batch.labels(name).observe(result.pop("_batch"))
+                response = JSONResponse(result, status_code=400 if "error" in result else 200)
             except HTTPError as e:
-                return JSONResponse({"error": str(e)}, status_code=e.status)
+                response = JSONResponse({"error": str(e)}, status_code=e.status)
             except TimeoutError:
-                return JSONResponse({"error": f"no answer within {limits.timeout_s:g} s"}, status_code=504)
-            if "error" in result:
-                return JSONResponse(result, status_code=400)
-            return result
+                response = JSONResponse({"error": f"no answer within {limits.timeout_s:g} s"}, status_code=504)
+            self.metrics.requests.labels(route, name, response.status_code).inc()
+            self.metrics.seconds.labels(route, name).observe(time.perf_counter() - start)
+            return response
 
         def model_for(self, route: str, model: str | None) -> str:
             names = [n for n, m in models.items() if FAMILY_ROUTES[m["family"]] == route]
@@ -208,6 +216,37 @@ def application(bundles: dict[str, str], replicas: int, model: ModelOptions, lim
     options = asdict(model)
     handles = {name: Model.options(name=name, num_replicas=replicas).bind(p, options) for name, p in bundles.items()}
     return Ingress.options(name="ingress").bind(handles)
+
+
+class Metrics:
+    """Prometheus metrics of the ingress, in a registry of its own (``GET /metrics``)."""
+
+    def __init__(self):
+        from prometheus_client import CollectorRegistry, Counter, Histogram
+
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "glimpse_requests", "Requests answered", ["route", "model", "status"], registry=self.registry
+        )
+        self.seconds = Histogram(
+            "glimpse_request_seconds",
+            "Time from the upload read to the answer, queueing and batching included",
+            ["route", "model"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+            registry=self.registry,
+        )
+        self.batch = Histogram(
+            "glimpse_batch_size",
+            "Requests in the batch that answered a request",
+            ["model"],
+            buckets=(1, 2, 4, 8, 16, 32, 64),
+            registry=self.registry,
+        )
+
+    def text(self) -> str:
+        from prometheus_client import generate_latest
+
+        return generate_latest(self.registry).decode()
 
 
 class HTTPError(Exception):

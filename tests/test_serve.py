@@ -120,6 +120,18 @@ def test_each_bad_request_gets_a_4xx_json_error(server):
     assert post(url, "/v1/caption", good).status_code == 200  # still serving
 
 
+def batch_sizes(url) -> dict:
+    """The captioner's batch-size histogram from /metrics: {"count": n, "<le>": cumulative count}."""
+    text = httpx.get(url + "/metrics").text
+    out = {"count": 0.0, "1.0": 0.0}
+    for line in text.splitlines():
+        if line.startswith("glimpse_batch_size_") and 'model="sat-bundle"' in line:
+            name, value = line.rsplit(" ", 1)
+            le = name.partition('le="')[2].partition('"')[0]
+            out["count" if name.startswith("glimpse_batch_size_count") else le] = float(value)
+    return out
+
+
 def test_32_concurrent_requests_all_answered(server):
     url, _, files = server
     images = [f.read_bytes() for f in files]
@@ -131,8 +143,12 @@ def test_32_concurrent_requests_all_answered(server):
             posts = [client.post(url + "/v1/caption", files=f, data=b) for f, b in zip(files, beams)]
             return await asyncio.gather(*posts)
 
+    before = batch_sizes(url)
     responses = asyncio.run(many())
     assert [r.status_code for r in responses] == [200] * 32
+    after = batch_sizes(url)
+    assert after["count"] - before["count"] == 32
+    assert after["1.0"] - before["1.0"] < 32  # some of them were answered in batches of several
     for i, r in enumerate(responses[:8]):  # batched with others: the caption each gets alone
         alone = post(url, "/v1/caption", images[i % len(images)], beam_size=1 + i % 3).json()
         assert r.json()["tokens"] == alone["tokens"]
