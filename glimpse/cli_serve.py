@@ -23,7 +23,7 @@ def cmd_serve(args) -> None:
     )
     limits = serve.Limits(args.max_body_mb << 20, args.max_pixels, args.timeout)
     log(f"serving {len(args.bundles)} bundle(s) on http://{args.host}:{args.port} (Ctrl-C stops)")
-    serve.run(args.bundles, args.host, args.port, args.replicas, model, limits, args.address, blocking=True)
+    serve.run(args.bundles, args.host, args.port, args.replicas, model, limits, args.address, args.index or [])
 
 
 def add_command(sub) -> None:
@@ -31,7 +31,8 @@ def add_command(sub) -> None:
         "serve",
         help="serve bundles over HTTP on Ray Serve, batching concurrent requests",
         description="Serve bundles over HTTP: POST /v1/caption (sat), /v1/vqa (saaa, san, rdan), /v1/match (mdan),"
-        " multipart with the image in field 'image'; GET /healthz, /v1/models. Each bundle is a Ray Serve"
+        " multipart with the image in field 'image'; /v1/search (a sentence against an --index); GET /healthz,"
+        " /v1/models, /metrics. Each bundle is a Ray Serve"
         " deployment with --replicas replicas; concurrent requests to a replica are batched (up to --max-batch-size,"
         " waiting at most --batch-wait-ms), one batched call per set of options, so batching never changes a result."
         " A local Ray is started, or --address joins a cluster (ray start --head; workers: ray start"
@@ -40,6 +41,12 @@ def add_command(sub) -> None:
         " http://127.0.0.1:8000/v1/caption | glimpse serve sat-bundle san-bundle --replicas 2 --port 8080",
     )
     s.add_argument("bundles", nargs="+", metavar="BUNDLE", help="bundle directories; each model is named after its")
+    s.add_argument(
+        "--index",
+        action="append",
+        metavar="INDEX",
+        help="a gallery index (glimpse index) to search at /v1/search, by the served m-DAN that made it; repeatable",
+    )
     s.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 for all)")
     s.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     s.add_argument("--replicas", type=int, default=1, help="replicas of each model (default 1)")

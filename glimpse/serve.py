@@ -7,6 +7,7 @@ One deployment per bundle, whose replicas each hold a pipeline, behind one FastA
     POST /v1/caption   multipart image; form model, beam_size, max_length, nbest, length_penalty
     POST /v1/vqa       multipart image; form model, question, top_k
     POST /v1/match     multipart image; form model, texts (the field repeated, one sentence each)
+    POST /v1/search    form text, index, top_k: a sentence against a gallery index (glimpse index)
     GET  /healthz      GET /v1/models      GET /metrics (Prometheus: requests, latency, batch sizes)
 
 Concurrent requests to one replica are gathered by ``serve.batch`` (up to ``max_batch_size``, waiting at
@@ -25,6 +26,7 @@ import json
 import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Annotated
 
 import numpy as np
@@ -34,6 +36,7 @@ from fastapi.responses import JSONResponse, Response
 from glimpse.errors import GlimpseError
 
 FAMILY_ROUTES = {"sat": "caption", "saaa": "vqa", "san": "vqa", "rdan": "vqa", "mdan": "match"}
+ROUTES = ("caption", "vqa", "match")
 
 
 @dataclass
@@ -72,9 +75,19 @@ def pipeline(path: str, options: ModelOptions):
     return VQAPipeline(bundle, **kw)
 
 
-def answer(pipe, family: str, items: list, options: dict) -> list[dict]:
-    """One batched call: ``items`` (an image, and for VQA its question, for matching its texts) that
-    share ``options`` -> one JSON-ready result each."""
+def answer(pipe, family: str, items: list, options: dict, galleries: dict) -> list[dict]:
+    """One batched call: ``items`` (an image, and for VQA its question, for matching its texts; for a
+    search, a sentence) that share ``options`` -> one JSON-ready result each."""
+    if "index" in options:  # sentences against a gallery index of this (mdan) model's embeddings
+        if options["top_k"] < 1:
+            raise GlimpseError(f"top_k must be at least 1, not {options['top_k']}")
+        gallery, texts = galleries[options["index"]], [text for (text,) in items]
+        scores, ids = gallery.index.search(pipe.embed_texts(texts), options["top_k"])
+        root = Path(gallery.meta["root"])
+        return [
+            {"text": t, "results": [{"image": str(root / gallery.files[i]), "score": float(v)} for v, i in zip(sc, ii)]}
+            for t, sc, ii in zip(texts, scores, ids)
+        ]
     if family == "sat":
         captions = pipe([image for image, _ in items], batch_size=len(items), **options)
         return [c.to_json() | {"image": name} for c, (_, name) in zip(captions, items)]
@@ -89,7 +102,7 @@ def answer(pipe, family: str, items: list, options: dict) -> list[dict]:
     return [a.to_json() | {"image": name} for a, (_, name, _) in zip(answers, items)]
 
 
-def batched(pipe, family: str, requests: list[tuple[tuple, dict]]) -> list[dict]:
+def batched(pipe, family: str, requests: list[tuple[tuple, dict]], galleries: dict) -> list[dict]:
     """Requests [(item, options)] gathered by serve.batch -> their results in order: one call per set
     of options; an error (bad options) answers its own group only."""
     groups = defaultdict(list)
@@ -98,7 +111,7 @@ def batched(pipe, family: str, requests: list[tuple[tuple, dict]]) -> list[dict]
     out: list[dict] = [{}] * len(requests)
     for indices in groups.values():
         try:
-            results = answer(pipe, family, [requests[i][0] for i in indices], requests[indices[0]][1])
+            results = answer(pipe, family, [requests[i][0] for i in indices], requests[indices[0]][1], galleries)
         except GlimpseError as e:
             results = [{"error": str(e)}] * len(indices)
         for i, r in zip(indices, results):
@@ -106,31 +119,38 @@ def batched(pipe, family: str, requests: list[tuple[tuple, dict]]) -> list[dict]
     return out
 
 
-def application(bundles: dict[str, str], replicas: int, model: ModelOptions, limits: Limits):
-    """The Ray Serve application: ``bundles`` {model name: bundle path}."""
+def application(bundles: dict[str, str], indexes: dict, replicas: int, model: ModelOptions, limits: Limits):
+    """The Ray Serve application: ``bundles`` {model name: bundle path}, ``indexes`` {index name: (index
+    path, the name of the model that embedded it)}."""
     from ray import serve
 
     from glimpse.bundle import Bundle
 
     @serve.deployment(ray_actor_options={"num_cpus": 1})
     class Model:
-        def __init__(self, path: str, options: dict):
+        def __init__(self, path: str, options: dict, galleries: dict[str, str]):
+            from glimpse.gallery import Gallery
+
             options = ModelOptions(**options)
             self.family = Bundle(path).family
             self.pipe = pipeline(path, options)
+            self.galleries = {name: Gallery(p) for name, p in galleries.items()}
             self.run.set_max_batch_size(options.max_batch_size)
             self.run.set_batch_wait_timeout_s(options.batch_wait_ms / 1000)
 
         @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
         async def run(self, requests: list[tuple[tuple, dict]]) -> list[dict]:
             # in a thread: the replica keeps gathering the next batch while this one computes
-            return await asyncio.to_thread(batched, self.pipe, self.family, requests)
+            return await asyncio.to_thread(batched, self.pipe, self.family, requests, self.galleries)
 
         async def __call__(self, item: tuple, options: dict) -> dict:
             return await self.run((item, options))
 
     api = FastAPI(title="glimpse", version=_version())
     models = {name: {"family": Bundle(p).family, "bundle": p, **asdict(model)} for name, p in bundles.items()}
+    # who answers what: {route: {name given in the request: model}}
+    routes = {route: {n: n for n, m in models.items() if FAMILY_ROUTES[m["family"]] == route} for route in ROUTES}
+    routes["search"] = {name: owner for name, (_, owner) in indexes.items()}
 
     @serve.deployment(ray_actor_options={"num_cpus": 0})
     @serve.ingress(api)
@@ -144,7 +164,7 @@ def application(bundles: dict[str, str], replicas: int, model: ModelOptions, lim
 
         @api.get("/v1/models")
         def models(self):
-            return {"models": models, "glimpse": _version()}
+            return {"models": models, "indexes": {n: {"index": p, "model": m} for n, (p, m) in indexes.items()}}
 
         @api.post("/v1/caption")
         async def caption(
@@ -181,6 +201,16 @@ def application(bundles: dict[str, str], replicas: int, model: ModelOptions, lim
         ):
             return await self.serve("match", model, request, image, (texts,), {})
 
+        @api.post("/v1/search")
+        async def search(
+            self,
+            request: Request,
+            text: Annotated[str, Form()],
+            index: Annotated[str | None, Form()] = None,
+            top_k: Annotated[int, Form()] = 10,
+        ):
+            return await self.serve("search", index, request, None, (text,), {"top_k": top_k})
+
         @api.get("/metrics")
         def metrics(self):
             return Response(self.metrics.text(), media_type="text/plain; version=0.0.4")
@@ -188,11 +218,12 @@ def application(bundles: dict[str, str], replicas: int, model: ModelOptions, lim
         async def serve(self, route: str, model, request, upload, rest: tuple, options: dict):
             start, name = time.perf_counter(), model or "-"
             try:
-                name = self.model_for(route, model)
-                pixels = await read_image(request, upload, limits)
-                result = await asyncio.wait_for(
-                    self.handles[name].remote((pixels, upload.filename or "image", *rest), options), limits.timeout_s
-                )
+                name, target = self.model_for(route, model)
+                if route == "search":
+                    item, options = rest, options | {"index": name}
+                else:
+                    item = (await read_image(request, upload, limits), upload.filename or "image", *rest)
+                result = await asyncio.wait_for(self.handles[target].remote(item, options), limits.timeout_s)
                 self.metrics.batch.labels(name).observe(result.pop("_batch"))
                 response = JSONResponse(result, status_code=400 if "error" in result else 200)
             except HTTPError as e:
@@ -203,18 +234,24 @@ def application(bundles: dict[str, str], replicas: int, model: ModelOptions, lim
             self.metrics.seconds.labels(route, name).observe(time.perf_counter() - start)
             return response
 
-        def model_for(self, route: str, model: str | None) -> str:
-            names = [n for n, m in models.items() if FAMILY_ROUTES[m["family"]] == route]
-            if model is None and len(names) == 1:
-                return names[0]
-            if model is None:
-                raise HTTPError(400, f"several models serve /v1/{route} ({', '.join(names)}): name one in 'model'")
-            if model not in names:
-                raise HTTPError(404, f"no model '{model}' serves /v1/{route} (loaded: {', '.join(names) or 'none'})")
-            return model
+        def model_for(self, route: str, name: str | None) -> tuple[str, str]:
+            """The model (or index) a request names, and the model deployment that answers it."""
+            served, what = routes[route], "index" if route == "search" else "model"
+            if name is None and len(served) == 1:
+                name = next(iter(served))
+            if name is None:
+                raise HTTPError(400, f"several {what}es serve /v1/{route} ({', '.join(served)}): name one in '{what}'")
+            if name not in served:
+                raise HTTPError(404, f"no {what} '{name}' serves /v1/{route} (loaded: {', '.join(served) or 'none'})")
+            return name, served[name]
 
     options = asdict(model)
-    handles = {name: Model.options(name=name, num_replicas=replicas).bind(p, options) for name, p in bundles.items()}
+    handles = {
+        name: Model.options(name=name, num_replicas=replicas).bind(
+            p, options, {i: index for i, (index, owner) in indexes.items() if owner == name}
+        )
+        for name, p in bundles.items()
+    }
     return Ingress.options(name="ingress").bind(handles)
 
 
@@ -288,33 +325,48 @@ def run(
     model: ModelOptions | None = None,
     limits: Limits | None = None,
     address: str | None = None,
+    indexes: list[str] = (),
     blocking: bool = True,
 ):
-    """Start Ray (or join the cluster at ``address``) and serve ``bundles``; models are named after
-    their directories."""
-    from pathlib import Path
+    """Start Ray (or join the cluster at ``address``) and serve ``bundles`` and the gallery ``indexes``
+    (each answered by the served mdan bundle that embedded it); models and indexes are named after
+    their directories. Bad bundles and indexes are reported here, before anything starts."""
+    import os
 
     import ray
     from ray import serve
 
     from glimpse.bundle import Bundle
 
-    named = {}
+    named: dict[str, str] = {}
     for path in bundles:
         name = Path(path).resolve().name
         if name in named:
             raise GlimpseError(f"two bundles named '{name}': models are named after their directories")
-        Bundle(path)  # a bad bundle is reported here, not inside a replica
+        Bundle(path)
         named[name] = str(Path(path).resolve())
+    owned: dict[str, tuple[str, str]] = {}
+    for path in indexes:
+        meta = Path(path) / "index.json"
+        if not meta.is_file():
+            raise GlimpseError(f"{path}: not an index (no index.json; make one with glimpse index)")
+        graphs = json.loads(meta.read_text())["graphs"]  # the sha256s of the graphs that embedded it
+        owners = [n for n, b in named.items() if _sha256s(Bundle(b), graphs) == graphs]
+        if not owners:
+            raise GlimpseError(f"{path}: none of the bundles served is the m-DAN that embedded this index")
+        owned[Path(path).resolve().name] = (str(Path(path).resolve()), owners[0])
     if address:
         ray.init(address=address, log_to_driver=False)
     else:  # logical CPUs: one per replica, whatever the cores (a replica's threads share them)
-        import os
-
-        ray.init(num_cpus=max(os.cpu_count() or 1, replicas * len(named)), include_dashboard=False, log_to_driver=False)
+        cpus = max(os.cpu_count() or 1, replicas * len(named))
+        ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
     serve.start(http_options={"host": host, "port": port})
-    app = application(named, replicas, model or ModelOptions(), limits or Limits())
+    app = application(named, owned, replicas, model or ModelOptions(), limits or Limits())
     serve.run(app, name="glimpse", route_prefix="/", blocking=blocking)
+
+
+def _sha256s(bundle, graphs) -> dict:
+    return {g: bundle.graphs.get(g, {}).get("sha256") for g in graphs}
 
 
 def _version() -> str:

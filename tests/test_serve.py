@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from glimpse import gallery
 from glimpse.cli import main
 from glimpse.demo import scenes
 from glimpse.demo.matching import mdan_bundle
@@ -50,9 +51,10 @@ def server(tmp_path_factory):
     for s in scenes.scenes("test", 6):
         files.append(out / f"test-{s.index}.png")
         s.image(128).save(files[-1])
+    index = gallery.build(MatchPipeline(bundles["mdan"]), out, files, out / "scenes-index", log=quiet)
     port = free_port()
     limits = serve.Limits(max_body_bytes=MAX_BODY, max_pixels=1_000_000, timeout_s=60)
-    serve.run([str(b.path) for b in bundles.values()], port=port, limits=limits, blocking=False)
+    serve.run([str(b.path) for b in bundles.values()], port=port, limits=limits, indexes=[index.path], blocking=False)
     yield f"http://127.0.0.1:{port}", bundles, files
     ray_serve.shutdown()
     ray.shutdown()
@@ -95,6 +97,19 @@ def test_vqa_and_match_equal_the_pipelines(server):
     want = MatchPipeline(bundles["mdan"]).scores([files[0]], texts)[0]
     assert [m["text"] for m in got["matches"]] == texts
     np.testing.assert_allclose([m["score"] for m in got["matches"]], want, rtol=1e-5)
+
+
+def test_search_equals_the_index(server):
+    url, bundles, files = server
+    text = scenes.scenes("test", 1)[0].captions[0]
+    got = httpx.post(url + "/v1/search", data={"text": text, "top_k": 3}, timeout=60).json()
+    index = gallery.Gallery(files[0].parent / "scenes-index")
+    scores, ids = index.index.search(MatchPipeline(bundles["mdan"]).embed_texts([text]), 3)
+    assert [r["image"] for r in got["results"]] == [str(files[0].parent / index.files[i]) for i in ids[0]]
+    assert got["results"][0]["image"] == str(files[0])  # the scene the caption describes comes first
+    np.testing.assert_allclose([r["score"] for r in got["results"]], scores[0], rtol=1e-5)
+    bad = httpx.post(url + "/v1/search", data={"text": text, "index": "nope"}, timeout=60)
+    assert bad.status_code == 404 and "no index 'nope' serves /v1/search" in bad.text
 
 
 def test_each_bad_request_gets_a_4xx_json_error(server):
