@@ -2,7 +2,7 @@
 
     glimpse serve sat-bundle san-bundle mdan-bundle --port 8000 --replicas 2
 
-One deployment per bundle, whose replicas each hold a pipeline, behind one FastAPI ingress:
+One deployment with a FastAPI ingress, whose replicas each hold a pipeline of every bundle:
 
     POST /v1/caption   multipart image; form model, beam_size, max_length, nbest, length_penalty
     POST /v1/vqa       multipart image; form model, question, top_k
@@ -10,7 +10,7 @@ One deployment per bundle, whose replicas each hold a pipeline, behind one FastA
     POST /v1/search    form text, index, top_k: a sentence against a gallery index (glimpse index)
     GET  /healthz      GET /v1/models      GET /metrics (Prometheus: requests, latency, batch sizes)
 
-Concurrent requests to one replica are gathered by ``serve.batch`` (up to ``max_batch_size``, waiting at
+Concurrent requests for one model in a replica are gathered by ``serve.batch`` (up to ``max_batch_size``, waiting at
 most ``batch_wait_ms`` for more) and run as one batched call per set of options, so batching never
 changes a result: the pipelines give a batch of images what they give each alone. Images are decoded and
 checked in the ingress (size, pixels, format); a bad request gets a 4xx JSON ``{"error": ...}`` naming
@@ -126,12 +126,13 @@ def application(bundles: dict[str, str], indexes: dict, replicas: int, model: Mo
 
     from glimpse.bundle import Bundle
 
-    @serve.deployment(ray_actor_options={"num_cpus": 1})
-    class Model:
-        def __init__(self, path: str, options: dict, galleries: dict[str, str]):
+    class Served:
+        """One bundle in a replica: its pipeline, its gallery indexes, and the queue that batches its
+        requests."""
+
+        def __init__(self, path: str, options: ModelOptions, galleries: dict[str, str]):
             from glimpse.gallery import Gallery
 
-            options = ModelOptions(**options)
             self.family = Bundle(path).family
             self.pipe = pipeline(path, options)
             self.galleries = {name: Gallery(p) for name, p in galleries.items()}
@@ -140,11 +141,8 @@ def application(bundles: dict[str, str], indexes: dict, replicas: int, model: Mo
 
         @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
         async def run(self, requests: list[tuple[tuple, dict]]) -> list[dict]:
-            # in a thread: the replica keeps gathering the next batch while this one computes
+            # in a thread: the replica keeps reading requests into the next batch while this one computes
             return await asyncio.to_thread(batched, self.pipe, self.family, requests, self.galleries)
-
-        async def __call__(self, item: tuple, options: dict) -> dict:
-            return await self.run((item, options))
 
     api = FastAPI(title="glimpse", version=_version())
     models = {name: {"family": Bundle(p).family, "bundle": p, **asdict(model)} for name, p in bundles.items()}
@@ -152,11 +150,16 @@ def application(bundles: dict[str, str], indexes: dict, replicas: int, model: Mo
     routes = {route: {n: n for n, m in models.items() if FAMILY_ROUTES[m["family"]] == route} for route in ROUTES}
     routes["search"] = {name: owner for name, (_, owner) in indexes.items()}
 
-    @serve.deployment(ray_actor_options={"num_cpus": 0})
+    # Every replica holds every bundle: a request crosses one process boundary (proxy -> replica), not
+    # two, which on a small machine is most of a request's cost. Ray Serve lets 5 requests at a time
+    # into a replica by default, too few to fill a batch.
+    @serve.deployment(ray_actor_options={"num_cpus": 1}, max_ongoing_requests=1000)
     @serve.ingress(api)
-    class Ingress:
-        def __init__(self, handles: dict):
-            self.handles, self.metrics = handles, Metrics()
+    class Glimpse:
+        def __init__(self, options: dict):
+            owned = {name: {i: p for i, (p, owner) in indexes.items() if owner == name} for name in bundles}
+            self.models = {name: Served(p, ModelOptions(**options), owned[name]) for name, p in bundles.items()}
+            self.metrics = Metrics()
 
         @api.get("/healthz")
         def healthz(self):
@@ -223,7 +226,7 @@ def application(bundles: dict[str, str], indexes: dict, replicas: int, model: Mo
                     item, options = rest, options | {"index": name}
                 else:
                     item = (await read_image(request, upload, limits), upload.filename or "image", *rest)
-                result = await asyncio.wait_for(self.handles[target].remote(item, options), limits.timeout_s)
+                result = await asyncio.wait_for(self.models[target].run((item, options)), limits.timeout_s)
                 self.metrics.batch.labels(name).observe(result.pop("_batch"))
                 response = JSONResponse(result, status_code=400 if "error" in result else 200)
             except HTTPError as e:
@@ -245,14 +248,7 @@ def application(bundles: dict[str, str], indexes: dict, replicas: int, model: Mo
                 raise HTTPError(404, f"no {what} '{name}' serves /v1/{route} (loaded: {', '.join(served) or 'none'})")
             return name, served[name]
 
-    options = asdict(model)
-    handles = {
-        name: Model.options(name=name, num_replicas=replicas).bind(
-            p, options, {i: index for i, (index, owner) in indexes.items() if owner == name}
-        )
-        for name, p in bundles.items()
-    }
-    return Ingress.options(name="ingress").bind(handles)
+    return Glimpse.options(name="glimpse", num_replicas=replicas).bind(asdict(model))
 
 
 class Metrics:
