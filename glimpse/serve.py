@@ -56,25 +56,6 @@ class ModelOptions:
     batch_wait_ms: float = 5.0
 
 
-def pipeline(path: str, options: ModelOptions):
-    from glimpse.bundle import Bundle
-
-    bundle = Bundle(path)
-    kw = {"backend": options.backend, "device": options.device, "threads": options.threads}
-    kw["precision"] = options.precision
-    if bundle.family == "sat":
-        from glimpse.runtime.caption import CaptionPipeline
-
-        return CaptionPipeline(bundle, **kw)
-    if bundle.family == "mdan":
-        from glimpse.runtime.match import MatchPipeline
-
-        return MatchPipeline(bundle, **kw)
-    from glimpse.runtime.vqa import VQAPipeline
-
-    return VQAPipeline(bundle, **kw)
-
-
 def answer(pipe, family: str, items: list, options: dict, galleries: dict) -> list[dict]:
     """One batched call: ``items`` (an image, and for VQA its question, for matching its texts; for a
     search, a sentence) that share ``options`` -> one JSON-ready result each."""
@@ -125,6 +106,7 @@ def application(bundles: dict[str, str], indexes: dict, replicas: int, model: Mo
     from ray import serve
 
     from glimpse.bundle import Bundle
+    from glimpse.runtime.pipelines import open_pipeline
 
     class Served:
         """One bundle in a replica: its pipeline, its gallery indexes, and the queue that batches its
@@ -133,8 +115,10 @@ def application(bundles: dict[str, str], indexes: dict, replicas: int, model: Mo
         def __init__(self, path: str, options: ModelOptions, galleries: dict[str, str]):
             from glimpse.gallery import Gallery
 
-            self.family = Bundle(path).family
-            self.pipe = pipeline(path, options)
+            bundle = Bundle(path)
+            self.family = bundle.family
+            opened = {k: getattr(options, k) for k in ("backend", "device", "threads", "precision")}
+            self.pipe = open_pipeline(bundle, **opened)
             self.galleries = {name: Gallery(p) for name, p in galleries.items()}
             self.run.set_max_batch_size(options.max_batch_size)
             self.run.set_batch_wait_timeout_s(options.batch_wait_ms / 1000)

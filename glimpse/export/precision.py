@@ -91,8 +91,9 @@ def recorded_feeds(bundle: Bundle, pixels: np.ndarray, beam: int = 3, batch: int
     model embeds them and the demo scenes' captions (text of every kind and length, in words the
     demo vocabularies know)."""
     from glimpse.demo import scenes
+    from glimpse.runtime.pipelines import open_pipeline
 
-    pipe = _pipeline(bundle)
+    pipe = open_pipeline(bundle)
     feeds: dict[str, list] = {name: [] for name in pipe.sessions}
     for name, session in pipe.sessions.items():
         run = session.run
@@ -117,20 +118,6 @@ def recorded_feeds(bundle: Bundle, pixels: np.ndarray, beam: int = 3, batch: int
             questions = [q for s in val for q, _ in s.questions]
             pipe.answer_batch(grids, [pipe.read(questions[(i + n) % len(questions)]).ids for n in range(len(grids))])
     return feeds
-
-
-def _pipeline(bundle: Bundle):
-    if bundle.family == "sat":
-        from glimpse.runtime.caption import CaptionPipeline
-
-        return CaptionPipeline(bundle)
-    if bundle.family == "mdan":
-        from glimpse.runtime.match import MatchPipeline
-
-        return MatchPipeline(bundle)
-    from glimpse.runtime.vqa import VQAPipeline
-
-    return VQAPipeline(bundle)
 
 
 def calibration_cache(bundle: Bundle, name: str, pixels: np.ndarray) -> Path:
