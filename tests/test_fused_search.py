@@ -14,8 +14,8 @@ from glimpse.runtime.search import beam_search, fused_beam_search, gather_beams
 def float32(step):
     """A step with float32 log-probs, a model's precision (both searches then sum in float32)."""
 
-    def run(tokens, state):
-        lp, state, alpha = step(tokens, state)
+    def run(tokens, state, images=None):
+        lp, state, alpha = step(tokens, state, images)
         return lp.astype(np.float32), state, alpha
 
     return run
@@ -26,7 +26,7 @@ def fused(step, key, end):
     state travels as ``h`` (``c`` rides along unused)."""
 
     def run(feeds):
-        logprobs, state, _ = step(feeds["tokens"], {key: feeds["h"]})
+        logprobs, state, _ = step(feeds["tokens"], {key: feeds["h"]}, np.arange(len(feeds["tokens"])))
         as_torch = (torch.from_numpy(x) for x in (logprobs, feeds["scores"], feeds["width"]))
         tokens, parents, scores, width, ended = (t.numpy() for t in select_beams(*as_torch, end))
         return {
@@ -94,8 +94,8 @@ def test_random_trees_batched(beam):
     trees = [RandomTree(seed, end_bias=bias) for seed in range(8) for bias in (0.0, 3.0)]
     t0 = trees[0]
 
-    def batched(tokens, state):
-        outs = [trees[i].step(tokens[i : i + 1], {"node": state["node"][i : i + 1]}) for i in range(len(trees))]
+    def batched(tokens, state, images):
+        outs = [trees[i].step(tokens[j : j + 1], {"node": state["node"][j : j + 1]}) for j, i in enumerate(images)]
         return np.concatenate([o[0] for o in outs]), {"node": np.concatenate([o[1]["node"] for o in outs])}, None
 
     state = {"node": np.zeros((len(trees), 1), np.int64)}

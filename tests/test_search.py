@@ -16,7 +16,7 @@ def table_step(tables):
     """A step whose log-probs depend on the prefix: tables maps a prefix tuple (after <start>) to a
     {token: prob} dict (unlisted tokens get a tiny probability)."""
 
-    def step(tokens, state):
+    def step(tokens, state, images=None):
         prefix = state["prefix"]  # (B, K) object array of tuples
         new = np.empty_like(prefix)
         lp = np.full(tokens.shape + (5,), math.log(1e-9))
@@ -43,9 +43,9 @@ def test_finished_hypothesis_leaves_and_beam_shrinks():
     tables = {(): {B: 0.5, END: 0.4, A: 0.1}, (B,): {A: 0.9, C: 0.1}, (B, A): {END: 0.8, C: 0.2}}
     calls = []
 
-    def spy(tokens, state):
+    def spy(tokens, state, images):
         calls.append(tokens.shape[1])
-        return table_step(tables)(tokens, state)
+        return table_step(tables)(tokens, state, images)
 
     (r,) = beam_search(spy, start_state(), 1, START, END, beam_size=2, nbest=2)
     assert calls == [2, 1, 1]  # the live width shrinks after <end> wins a slot
@@ -78,8 +78,8 @@ def test_no_finished_hypothesis_falls_back_to_best_live():
 def test_max_steps_is_51_by_default():
     step = table_step({})  # every prefix: all tokens equally (im)probable, <end> never preferred
 
-    def never_end(tokens, state):
-        lp, s, _ = step(tokens, state)
+    def never_end(tokens, state, images):
+        lp, s, _ = step(tokens, state, images)
         lp[..., END] = -50.0
         return lp, s, None
 
@@ -119,7 +119,7 @@ class RandomTree:
         self.table = logits - np.log(np.exp(logits).sum(1, keepdims=True))
         self.next = rng.integers(0, nodes, size=(nodes, vocab))
 
-    def step(self, tokens, state):  # glimpse's form: (B, K)
+    def step(self, tokens, state, images=None):  # glimpse's form: (B, K)
         node = self.next[state["node"], tokens]
         return self.table[node], {"node": node}, None
 
@@ -133,14 +133,16 @@ def test_equals_the_tutorial_loop_single_and_batched(beam):
     trees = [RandomTree(seed, end_bias=bias) for seed in range(12) for bias in (0.0, 3.0)]
     batch_start = {"node": np.zeros((len(trees), 1), np.int64)}
     # a batch whose images are different trees: one step function dispatching per image
-    tree_of = np.arange(len(trees))
+    rows_seen = []
 
-    def batched(tokens, state):
-        outs = [trees[i].step(tokens[j : j + 1], {"node": state["node"][j : j + 1]}) for j, i in enumerate(tree_of)]
+    def batched(tokens, state, images):  # row j is image images[j]: finished images leave the batch
+        rows_seen.append(len(images))
+        outs = [trees[i].step(tokens[j : j + 1], {"node": state["node"][j : j + 1]}) for j, i in enumerate(images)]
         return np.concatenate([o[0] for o in outs]), {"node": np.concatenate([o[1]["node"] for o in outs])}, None
 
     t0 = trees[0]
     together = beam_search(batched, batch_start, len(trees), t0.start, t0.end, beam_size=beam)
+    assert rows_seen[0] == len(trees) > rows_seen[-1] and rows_seen == sorted(rows_seen, reverse=True)
     for tree, joint in zip(trees, together):
         alone = beam_search(tree.step, {"node": np.zeros((1, 1), np.int64)}, 1, tree.start, tree.end, beam_size=beam)
         ref = tutorial_beam_search(

@@ -173,9 +173,12 @@ class CaptionPipeline:
             results = self._fused_search(features, init, beam_size, max_steps, length_penalty, nbest)
         else:
             step_graph = self.sessions["step"]
+            current = {"rows": len(pixels), "features": features, "att_proj": init["att_proj"]}
 
-            def step(tokens, state):
-                feeds = {"features": features, "att_proj": init["att_proj"], "tokens": tokens, **state}
+            def step(tokens, state, rows):
+                if len(rows) != current["rows"]:  # images left the batch: gather theirs, once per change
+                    current.update(rows=len(rows), features=features[rows], att_proj=init["att_proj"][rows])
+                feeds = {"features": current["features"], "att_proj": current["att_proj"], "tokens": tokens, **state}
                 out = {n: step_graph.host(x) for n, x in step_graph.run_device(feeds).items()}
                 return out["logprobs"], {"h": out["h_next"], "c": out["c_next"]}, out["alpha"]
 

@@ -2,7 +2,11 @@
 
 Everything is numpy over fixed-shape arrays with B images and K beam slots:
 
-    step(tokens (B, K) int64, state {name: (B, K, ...)}) -> logprobs (B, K, V), state, alpha (B, K, P) | None
+    step(tokens (R, K) int64, state {name: (R, K, ...)}, images (R,))
+        -> logprobs (R, K, V), state, alpha (R, K, P) | None
+
+where ``images`` says which of the B images the R rows are: an image whose beams have all finished
+leaves the batch, so a batch costs the sum of its captions' lengths, not B times the longest.
 
 The beam search restates caption.py's ``caption_image_beam_search`` for a batch:
 
@@ -78,9 +82,12 @@ def beam_search(
     length_penalty: float = 0.0,
     nbest: int = 1,
 ) -> list[SearchResult]:
-    """Tutorial-semantics beam search for ``batch`` images; ``state`` arrays are (B, 1 or K, ...)."""
+    """Tutorial-semantics beam search for ``batch`` images; ``state`` arrays are (B, 1 or K, ...).
+
+    The arrays below hold one row per image still decoding (R <= B); ``images`` (R,) names them."""
     k = beam_size
-    state = {n: np.repeat(s, k, axis=1) if s.shape[1] == 1 else s for n, s in state.items()}  # (B, K, ...)
+    state = {n: np.repeat(s, k, axis=1) if s.shape[1] == 1 else s for n, s in state.items()}  # (R, K, ...)
+    images = np.arange(batch)
     tokens = np.full((batch, k), start, np.int64)
     scores = np.full((batch, k), -np.inf)
     scores[:, 0] = 0.0  # step 1 expands beam 0 only
@@ -89,10 +96,10 @@ def beam_search(
     alphas: np.ndarray | None = None
     finished: list[list[Hypothesis]] = [[] for _ in range(batch)]
     steps = 0
-    while steps < max_steps and width.max() > 0:
+    while steps < max_steps and len(images):
         steps += 1
         w = int(width.max())  # live beams sit in slots 0..width-1: run the step on w slots only
-        logprobs, new_state, alpha = step(tokens[:, :w], {n: s[:, :w] for n, s in state.items()})
+        logprobs, new_state, alpha = step(tokens[:, :w], {n: s[:, :w] for n, s in state.items()}, images)
         scores = scores.astype(logprobs.dtype, copy=False)  # sums in the model's precision, as the tutorial's
         new_scores, parents, words = top_candidates(scores[:, :w], logprobs, w)
         rank = np.arange(w)[None, :]
@@ -100,19 +107,19 @@ def beam_search(
         ended = chosen & (words == end)
         live = chosen & ~ended
 
-        seqs = np.concatenate([gather_beams(seqs, parents), words[:, :, None]], axis=2)  # (B, w, t)
+        seqs = np.concatenate([gather_beams(seqs, parents), words[:, :, None]], axis=2)  # (R, w, t)
         if alpha is not None:
-            a = gather_beams(alpha, parents)[:, :, None]  # (B, w, 1, P)
+            a = gather_beams(alpha, parents)[:, :, None]  # (R, w, 1, P)
             alphas = a if alphas is None else np.concatenate([gather_beams(alphas[:, :w], parents), a], axis=2)
-        for b, j in zip(*np.nonzero(ended)):
-            finished[b].append(
-                Hypothesis(seqs[b, j].tolist(), float(new_scores[b, j]), True, None if alphas is None else alphas[b, j])
+        for r, j in zip(*np.nonzero(ended)):
+            finished[images[r]].append(
+                Hypothesis(seqs[r, j].tolist(), float(new_scores[r, j]), True, None if alphas is None else alphas[r, j])
             )
 
-        # compact the live beams to the front, in rank order
-        keep = np.argsort(~live, axis=1, kind="stable")  # (B, w): live slots first
+        # compact the live beams to the front, in rank order, and drop the images with none left
+        keep = np.argsort(~live, axis=1, kind="stable")  # (R, w): live slots first
         width = live.sum(axis=1)
-        scores = np.full((batch, k), -np.inf, new_scores.dtype)
+        scores = np.full((len(images), k), -np.inf, new_scores.dtype)
         scores[:, :w] = np.where(gather_beams(live, keep), gather_beams(new_scores, keep), -np.inf)
         tokens[:, :w] = gather_beams(words, keep)
         src = gather_beams(parents, keep)  # state rows of the kept beams' parents
@@ -120,15 +127,21 @@ def beam_search(
         seqs = gather_beams(seqs, keep)
         if alphas is not None:
             alphas = gather_beams(alphas, keep)
+        if not width.all():
+            rows = width > 0
+            images, width, scores, tokens, seqs = images[rows], width[rows], scores[rows], tokens[rows], seqs[rows]
+            state = {n: s[rows] for n, s in state.items()}
+            alphas = None if alphas is None else alphas[rows]
 
     results = []
     for b in range(batch):
         pool = sorted(finished[b], key=lambda h: -h.ranked(length_penalty))
-        if not pool:  # nothing finished: fall back to the live beams
+        if not pool:  # nothing finished (max_steps reached): fall back to the live beams
+            (r,) = np.nonzero(images == b)[0]
             pool = [
-                Hypothesis(seqs[b, j].tolist(), float(scores[b, j]), False, None if alphas is None else alphas[b, j])
+                Hypothesis(seqs[r, j].tolist(), float(scores[r, j]), False, None if alphas is None else alphas[r, j])
                 for j in range(seqs.shape[1])
-                if np.isfinite(scores[b, j])
+                if np.isfinite(scores[r, j])
             ]
             pool.sort(key=lambda h: -h.ranked(length_penalty))
         results.append(SearchResult(pool[0], pool[:nbest], steps))
@@ -228,7 +241,7 @@ def sample(
     steps = 0
     while steps < max_steps and live.any():
         steps += 1
-        logprobs, state, alpha = step(tokens, state)
+        logprobs, state, alpha = step(tokens, state, np.arange(batch))
         lp = logprobs[:, 0].astype(np.float64)  # (B, V)
         x = lp / temperature
         if top_k:
