@@ -77,8 +77,9 @@ class Bundle:
         return self.manifest["graphs"]
 
     @property
-    def preprocess(self) -> Preprocess:
-        return Preprocess.from_dict(self.manifest["preprocess"])
+    def preprocess(self) -> Preprocess | None:
+        """None for a model that reads no images (m2 reads detection features)."""
+        return Preprocess.from_dict(self.manifest["preprocess"]) if self.manifest["preprocess"] else None
 
     @property
     def vocab(self) -> Vocab:

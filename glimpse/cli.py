@@ -145,9 +145,16 @@ def cmd_caption(args) -> None:
 
     from tqdm import tqdm
 
+    from glimpse.bundle import Bundle
     from glimpse.images import image_files, load_image
     from glimpse.runtime.caption import CaptionPipeline
 
+    if Bundle(args.bundle).family == "m2":
+        from glimpse import cli_m2
+
+        return cli_m2.caption(args)
+    if args.features or args.collapse_repeats:
+        raise GlimpseError("--features and --collapse-repeats are for m2 bundles; a sat bundle reads images")
     pipe = CaptionPipeline(
         args.bundle,
         backend=args.backend,
@@ -156,6 +163,8 @@ def cmd_caption(args) -> None:
         precision=args.precision,
         cuda_graphs=args.cuda_graphs,
     )
+    if not args.images:
+        raise GlimpseError("give the images to caption (files or directories)")
     files = image_files(args.images)
     if not files:
         raise GlimpseError("no images found in " + " ".join(args.images))
@@ -176,7 +185,7 @@ def cmd_caption(args) -> None:
             caps = pipe(
                 [im for _, im in batch],
                 beam_size=args.beam_size,
-                max_steps=args.max_steps,
+                max_steps=args.max_steps or 51,
                 length_penalty=args.length_penalty,
                 nbest=args.nbest,
                 sampling=sampling,
@@ -439,6 +448,9 @@ def parser() -> argparse.ArgumentParser:
     from glimpse import cli_match
 
     cli_match.add_export(fam)
+    from glimpse import cli_m2
+
+    cli_m2.add_export(fam)
 
     q = sub.add_parser(
         "vqa",
@@ -466,17 +478,37 @@ def parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser(
         "caption",
-        help="caption images with a sat bundle",
-        description="Caption images with a Show-Attend-Tell bundle. The beam search is the tutorial's"
-        " (caption.py): cumulative log-probs, finished hypotheses leave the beam, at most 51 steps, the best"
-        " finished one by raw summed log-prob; batched over images with identical results.",
+        help="caption images with a sat bundle, or detection features with an m2 bundle",
+        description="Caption images with a Show-Attend-Tell bundle, or detection features with a Meshed-Memory"
+        " Transformer bundle, each with its public beam search. sat's is the tutorial's (caption.py): cumulative"
+        " log-probs, finished hypotheses leave the beam, at most 51 steps. m2's is the repository's: a fixed width"
+        " where finished beams carry on unchanged, 20 steps. Both pick the best by raw summed log-prob and are"
+        " batched over images with identical results.",
         epilog="examples: glimpse caption sat-bundle photo.jpg | glimpse caption sat-bundle photos/ --json"
-        " --batch-size 16 | glimpse caption sat-bundle photo.jpg --attention-plot att.png",
+        " --batch-size 16 | glimpse caption sat-bundle photo.jpg --attention-plot att.png"
+        " | glimpse caption m2-bundle --features 391895.npy coco_detections.hdf5:522418",
     )
-    c.add_argument("bundle", help="bundle directory (glimpse export sat ...)")
-    c.add_argument("images", nargs="+", metavar="IMAGE_OR_DIR", help="image files, or directories of them")
+    c.add_argument("bundle", help="bundle directory (glimpse export sat|m2 ...)")
+    c.add_argument("images", nargs="*", metavar="IMAGE_OR_DIR", help="image files, or directories of them (sat)")
+    c.add_argument(
+        "--features",
+        nargs="+",
+        metavar="FILE",
+        help="m2: each image's detection features (n, 2048): .npy, .npz, FILE.hdf5:ID (the public 'ID_features'"
+        " layout), or a whole .hdf5 file; zero-padded or cut to 50 regions as the public loader does",
+    )
     c.add_argument("--beam-size", "-b", type=int, default=5, help="beam width (default 5; 1 is greedy)")
-    c.add_argument("--max-steps", type=int, default=51, help="most tokens to generate (default 51, the tutorial's)")
+    c.add_argument(
+        "--max-steps",
+        type=int,
+        default=None,
+        help="most tokens to generate (default: 51 for sat, the tutorial's; 20 for m2, its test script's)",
+    )
+    c.add_argument(
+        "--collapse-repeats",
+        action="store_true",
+        help="m2: print a run of the same word once, as the public test script scores captions",
+    )
     c.add_argument(
         "--length-penalty",
         type=float,

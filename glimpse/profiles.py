@@ -8,6 +8,7 @@ AXIS_RANGES = {
     "batch": (1, 1, 64),  # images in one call
     "beam": (1, 5, 16),  # live beams per image
     "words": (1, 12, 32),  # words of a question (VQA questions run to 23)
+    "positions": (1, 20, 54),  # an m2 step's self-attention cache: the decode length (20 in M2's test script)
 }
 
 

@@ -50,6 +50,7 @@ _DATA_GLOBALS = {
         )
     ),
     ("copyreg", "_reconstructor"),
+    ("_codecs", "encode"),  # protocol 2 rebuilds bytes as encode(str, 'latin1') (numpy RNG states in M2's saves)
     ("torch._utils", "_rebuild_tensor"),
     ("torch._utils", "_rebuild_tensor_v2"),
     ("torch._utils", "_rebuild_parameter"),
@@ -72,8 +73,9 @@ _INERT_PREFIXES = (
     "torch.nn.parameter.",
     "torchvision.models.",
     "torch.optim.",
-    "data.vocab.",  # M2's vocab.pkl: data.vocab.Vocab and its default-index function
 )
+# Modules named whole: the SAT tutorial's models.py, M2's data/vocab.py (vocab.pkl: Vocab, _default_unk_index).
+_INERT_MODULES = ("models", "data.vocab")
 
 
 class Inert:
@@ -127,7 +129,7 @@ class Unpickler(pickle.Unpickler):
             return super().find_class(module, name)
         if (dtype := _torch_dtype(module, name)) is not None:
             return dtype
-        if module.startswith(_INERT_PREFIXES) or module == "models":
+        if module.startswith(_INERT_PREFIXES) or module in _INERT_MODULES:
             return _inert_class(module, name)
         raise UnsafePickleError(f"refers to {module}.{name}, which is not on the allow-list; nothing was run")
 

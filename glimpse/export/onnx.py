@@ -120,8 +120,8 @@ def errors(got: dict[str, np.ndarray], want: dict[str, np.ndarray]) -> dict[str,
 
 
 def merge_errors(a: dict, b: dict) -> dict:
-    """The worse of two error tables, output by output."""
-    return {k: {m: max(a.get(k, {}).get(m, 0.0), v[m]) for m in v} for k, v in b.items()}
+    """The worse of two error tables, output by output (NaN, the worst, wins: np.maximum keeps it)."""
+    return {k: {m: float(np.maximum(a.get(k, {}).get(m, 0.0), v[m])) for m in v} for k, v in b.items()}
 
 
 # --------------------------------------------------------------------------- into a bundle
@@ -162,7 +162,7 @@ def write_bundle(
     bundle; ``source``: what the bundle was made from, for the manifest."""
     from glimpse.bundle import BundleWriter
 
-    check_images = synthetic_images(preprocess)
+    check_images = synthetic_images(preprocess) if preprocess else np.zeros(0)  # no preprocess: no image input
     if images is not None and len(images):
         check_images = np.concatenate([check_images, images.astype(np.float32)])
     with BundleWriter(out, force=force) as writer:
@@ -174,7 +174,7 @@ def write_bundle(
             {
                 "family": family,
                 "config": model.config.to_dict(),
-                "preprocess": preprocess.to_dict(),
+                "preprocess": preprocess.to_dict() if preprocess else None,
                 **{key: file for key, (file, _) in vocabs.items()},
                 "special_tokens": next(iter(vocabs.values()))[1].special,
                 "graphs": entries,

@@ -1,5 +1,5 @@
-"""The pipeline of a bundle's family: CaptionPipeline (sat), VQAPipeline (saaa, san, rdan) or
-MatchPipeline (mdan)."""
+"""The pipeline of a bundle's family: CaptionPipeline (sat), M2Pipeline (m2), VQAPipeline (saaa, san,
+rdan) or MatchPipeline (mdan)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,10 @@ def open_pipeline(bundle: Bundle, **options):
         from glimpse.runtime.caption import CaptionPipeline
 
         return CaptionPipeline(bundle, **options)
+    if bundle.family == "m2":
+        from glimpse.runtime.m2 import M2Pipeline
+
+        return M2Pipeline(bundle, **options)
     if bundle.family == "mdan":
         from glimpse.runtime.match import MatchPipeline
 

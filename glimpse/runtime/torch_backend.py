@@ -58,7 +58,7 @@ class TorchSession(Session):
 
 def build_model(family: str, config: dict):
     """A family's reference module, untrained, from a bundle's config."""
-    from glimpse.models import mdan, rdan, saaa, san, sat
+    from glimpse.models import m2, mdan, rdan, saaa, san, sat
 
     models = {
         "sat": (sat.SATConfig, sat.ShowAttendTell),
@@ -66,6 +66,7 @@ def build_model(family: str, config: dict):
         "san": (san.SANConfig, san.SAN),
         "rdan": (rdan.RDANConfig, rdan.RDAN),
         "mdan": (mdan.MDANConfig, mdan.MDAN),
+        "m2": (m2.M2Config, m2.M2),
     }
     if family not in models:
         raise BundleError(f"the torch backend does not run family '{family}' yet")
