@@ -17,7 +17,7 @@ def cmd_export_m2(args) -> None:
 
     check_output_dir(Path(args.out), args.force)
     log(f"importing {args.checkpoint} and {args.vocab}")
-    model, vocab = import_m2(args.checkpoint, args.vocab, args.heads)
+    model, vocab = import_m2(args.checkpoint, args.vocab, args.heads, args.regions)
     c = model.config
     log(f"m2: {c.layers} layers, width {c.d_model}, {c.heads} heads, {c.memory} memory slots, {c.vocab_size} words")
     source = {"checkpoint": Path(args.checkpoint).name, "vocab": Path(args.vocab).name}
@@ -42,8 +42,18 @@ def add_export(families) -> None:
         help="meshed_memory_transformer.pth or a train.py save ({'state_dict', RNG states, ...}; loaded through an"
         " allow-list: no code from it runs)",
     )
-    m.add_argument("--vocab", required=True, help="the repository's vocab.pkl (only its itos list is read)")
+    m.add_argument(
+        "--vocab",
+        required=True,
+        help="the repository's vocab.pkl (only its itos list is read), or a JSON list of words",
+    )
     m.add_argument("--heads", type=int, default=8, help="attention heads (default 8, the public model's)")
+    m.add_argument(
+        "--regions",
+        type=int,
+        default=50,
+        help="detections per image: fewer are zero-padded, more cut (default 50, the public max_detections)",
+    )
     m.add_argument("--out", required=True, help="bundle directory to write")
     m.add_argument("--tolerance", type=float, default=1e-4, help="largest relative error accepted (default 1e-4)")
     m.add_argument("--force", action="store_true", help="replace --out even if it is not a bundle")

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from glimpse.models.m2 import M2, M2Config
+from glimpse.models.m2 import M2, M2Config, trained_layer_norms
 
 SPECIALS = ["<unk>", "<pad>", "<bos>", "<eos>"]
 
@@ -53,14 +53,8 @@ def write_checkpoint(out_dir: Path, config: M2Config, seed: int = 0, eos_bias: f
     (positive: captions finish early; very negative: they never do)."""
     torch.manual_seed(seed)
     model = M2(config).eval()
+    trained_layer_norms(model, seed)
     with torch.no_grad():
-        # LayerNorms as training leaves them: at gain 1 and bias 0 a zero region's normalised vector sums
-        # to 0 up to rounding, and the encoder's mask (sum == 0, computed after its LayerNorm) would
-        # depend on the rounding of each backend; trained ones sum far from 0, as the public model's do.
-        for m in model.modules():
-            if isinstance(m, torch.nn.LayerNorm):
-                m.weight.normal_(1.0, 0.1)
-                m.bias.normal_(0.0, 0.1)
         # feature 0 of the decoder's output held at 1: fc's column 0 is then a logit bias
         norm = model.decoder.layers[-1].pwff.layer_norm
         norm.weight[0], norm.bias[0] = 0.0, 1.0

@@ -128,6 +128,8 @@ def test_tokens_equal_the_public_beam_search(m2, beam):
 def test_captions_finish_early_and_never(m2):
     bundle, _, eos_bias = m2
     caps = M2Pipeline(bundle)(regions(5), beam_size=3, max_len=20)
+    eager = M2Pipeline(bundle, backend="torch")(regions(5), beam_size=3, max_len=20)
+    assert [c.tokens for c in eager] == [c.tokens for c in caps]  # the reference modules' inference cut
     if eos_bias > 0:
         assert any(c.finished and len(c.tokens) < 20 for c in caps)
     else:
@@ -226,3 +228,27 @@ def test_command_line_exports_and_captions(tmp_path, capsys):
     assert {"image", "caption", "words", "tokens", "score", "finished"} <= set(got[0])
     assert main(["caption", bundle, files[0]]) == 2
     assert "--features" in capsys.readouterr().err
+
+
+def test_full_size_export_and_tokens(tmp_path):
+    """The public model's sizes (3 layers, width 512, 40 memory slots, 10,201 words, 2048-d regions)."""
+    full = M2Config()
+    checkpoint, vocab, _ = write_checkpoint(tmp_path, full, seed=5)
+    model, words = import_m2(checkpoint, vocab)
+    bundle = export_m2(model, words, tmp_path / "bundle", log=lambda m: None)
+    images = regions(2, full)
+    caps = M2Pipeline(bundle)(images, beam_size=5, max_len=20, nbest=5, batch_size=2)
+    padded = torch.from_numpy(np.stack([pad_regions(x, full.regions) for x in images]))
+    tokens, _, scores = public_beam_search(model, padded, 20, BOS, EOS, 5, out_size=5)
+    for i, cap in enumerate(caps):
+        want = tokens[i, 0].tolist()
+        assert cap.tokens == (want[: want.index(EOS) + 1] if EOS in want else want)
+        assert [s for _, s in cap.nbest] == pytest.approx(scores[i].tolist(), rel=1e-5)
+
+
+def test_inspect_and_quantize_say_what_an_m2_bundle_is(m2, capsys):
+    bundle, _, _ = m2
+    assert main(["inspect", str(bundle)]) == 0
+    assert "regions  50 per image, 32 features each" in capsys.readouterr().out
+    assert main(["quantize", str(bundle), "--precision", "fp16"]) == 2
+    assert "quantizing a 'm2' bundle is not supported yet" in capsys.readouterr().err

@@ -5,13 +5,14 @@
                 nothing in the file runs); the bare state dict is taken too.
     vocab       ``vocab.pkl``: a pickled ``data.vocab.Vocab`` (its ``stoi`` a defaultdict whose factory is
                 a function of the public repository); the allow-list records it inertly and only
-                ``itos`` is read.
+                ``itos`` is read. Or a JSON list of the words by id.
 
 Every dimension but the head count (8, which no weight shape records) is read from the weights.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from glimpse.checkpoints.unpickler import Inert, UnsafePickleError, load, safe_load
@@ -26,14 +27,13 @@ def load_vocab(path: str | Path) -> Vocab:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such file")
-    try:
-        with path.open("rb") as f:
-            obj = load(f)
-    except UnsafePickleError as e:
-        raise UnsafePickleError(f"{path}: {e}") from None
-    except Exception as e:
-        raise CheckpointError(f"{path}: not a pickled vocabulary ({type(e).__name__}: {e})") from None
-    itos = obj.__dict__.get("itos") if isinstance(obj, Inert) else None
+    if path.suffix == ".json":  # the words by id, as glimpse's demo saves them
+        try:
+            itos = json.loads(path.read_text())
+        except ValueError as e:
+            raise CheckpointError(f"{path}: not JSON ({e})") from None
+    else:
+        itos = _pickled_itos(path)
     if not isinstance(itos, list) or not all(isinstance(w, str) for w in itos):
         raise CheckpointError(f"{path}: not a torchtext-style Vocab (no list of strings 'itos')")
     missing = [t for t in SPECIALS.values() if t not in itos]
@@ -42,8 +42,20 @@ def load_vocab(path: str | Path) -> Vocab:
     return Vocab(itos, {role: itos.index(token) for role, token in SPECIALS.items()})
 
 
-def import_m2(checkpoint: str | Path, vocab: str | Path, heads: int = 8):
-    """-> (M2 in eval mode, Vocab)."""
+def _pickled_itos(path: Path):
+    try:
+        with path.open("rb") as f:
+            obj = load(f)
+    except UnsafePickleError as e:
+        raise UnsafePickleError(f"{path}: {e}") from None
+    except Exception as e:
+        raise CheckpointError(f"{path}: not a pickled vocabulary ({type(e).__name__}: {e})") from None
+    return obj.__dict__.get("itos") if isinstance(obj, Inert) else None
+
+
+def import_m2(checkpoint: str | Path, vocab: str | Path, heads: int = 8, regions: int = 50):
+    """-> (M2 in eval mode, Vocab). ``regions``: detections per image the model reads (the public
+    loader's max_detections, 50); fewer are zero-padded, more cut."""
     from glimpse.models.m2 import M2, infer_config
 
     ckpt = safe_load(Path(checkpoint))
@@ -64,7 +76,7 @@ def import_m2(checkpoint: str | Path, vocab: str | Path, heads: int = 8):
         raise CheckpointError(f"{checkpoint}: width {config.d_model} does not split into {heads} heads")
     if len(words) != config.vocab_size:
         raise CheckpointError(f"{vocab}: {len(words)} words, but the checkpoint's embedding has {config.vocab_size}")
-    config.padding_idx = words.special["pad"]
+    config.padding_idx, config.regions = words.special["pad"], regions
     model = M2(config)
     try:
         model.load_state_dict(state)

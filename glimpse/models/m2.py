@@ -241,6 +241,19 @@ class M2(nn.Module):
         return {"encoder": EncoderGraph(self.encoder), "init": InitGraph(self.decoder), "step": StepGraph(self.decoder)}
 
 
+@torch.no_grad()
+def trained_layer_norms(model: nn.Module, seed: int = 0) -> None:
+    """Give a random model's LayerNorms gains and biases as training leaves them. At gain 1 and bias 0 a
+    zero-padded region's normalised vector sums to 0 up to rounding, and the encoder's padding mask
+    (sum == 0, computed after its LayerNorm) would depend on each backend's rounding; trained ones sum far
+    from 0, as the public model's do."""
+    g = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, nn.LayerNorm):
+            m.weight.copy_(1 + 0.1 * torch.randn(m.weight.shape, generator=g))
+            m.bias.copy_(0.1 * torch.randn(m.bias.shape, generator=g))
+
+
 def infer_config(state: dict, heads: int = 8, max_len: int | None = None) -> M2Config:
     """Every dimension from the weights but the head count, which no weight shape records."""
     layers = len({k.split(".")[2] for k in state if k.startswith("decoder.layers.")})

@@ -48,17 +48,24 @@ def load_regions(source) -> np.ndarray:
     path = Path(source)
     if not path.is_file():
         raise GlimpseError(f"{path}: no such file")
+    with path.open("rb") as f:
+        return read_regions(f, str(path))
+
+
+def read_regions(file, name: str) -> np.ndarray:
+    """Regions (n, d) float32 from an open .npy or .npz file (its only array, or 'features')."""
     try:
-        loaded = np.load(path, allow_pickle=False)  # never unpickles objects
-    except (ValueError, OSError) as e:
-        raise GlimpseError(f"{path}: not a .npy or .npz file ({e})") from None
-    if isinstance(loaded, np.lib.npyio.NpzFile):
-        with loaded:
-            names = loaded.files
-            if len(names) != 1 and "features" not in names:
-                raise GlimpseError(f"{path}: holds {', '.join(names)}; name the regions 'features'")
-            loaded = loaded["features" if "features" in names else names[0]]
-    return _matrix(loaded.astype(np.float32), str(path))
+        loaded = np.load(file, allow_pickle=False)  # never unpickles objects
+        if isinstance(loaded, np.lib.npyio.NpzFile):
+            with loaded:
+                names = loaded.files
+                if len(names) != 1 and "features" not in names:
+                    raise GlimpseError(f"{name}: holds {', '.join(names)}; name the regions 'features'")
+                loaded = loaded["features" if "features" in names else names[0]]
+        regions = np.asarray(loaded, np.float32)
+    except (ValueError, TypeError, OSError, EOFError) as e:
+        raise GlimpseError(f"{name}: not a .npy or .npz file of numbers ({e})") from None
+    return _matrix(regions, name)
 
 
 def hdf5_images(path: str | Path) -> list[str]:

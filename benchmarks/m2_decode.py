@@ -1,0 +1,123 @@
+"""Cost of an M2 caption: the public stateful decoding against glimpse's graphs, at the public model's size.
+
+The reference is the public test script's ``model.beam_search(images, 20, eos, 5)`` restated in
+glimpse.models.m2_reference: eager PyTorch, every step re-projecting the self-attention keys and values
+of the whole prefix and the cross-attention keys and values of the three encoder levels, and copying
+the encoder output once per beam. glimpse runs encoder.onnx, init.onnx (the cross-attention projections,
+once per image) and step.onnx (one position's projections into fixed-size caches) on ONNX Runtime, with
+M2's search on the host. Random weights at the public sizes (3 layers, width 512, 40 memory slots,
+10,201 words), 50 regions of 2048 features per image, beam 5, 20 steps; the same device (CPU) and
+thread count, one run, medians, the ratio measured in that run, and the tokens of both compared.
+
+    python benchmarks/m2_decode.py [--images 8] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import tempfile
+import time
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from glimpse.export.m2 import export_m2
+from glimpse.models.m2 import M2, M2Config, trained_layer_norms
+from glimpse.models.m2_reference import beam_search as public_beam_search
+from glimpse.runtime.m2 import M2Pipeline, pad_regions
+from glimpse.runtime.session import cpu_threads
+from glimpse.vocab import Vocab
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def median_s(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+@torch.no_grad()
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--images", type=int, default=8)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--beam", type=int, default=5)
+    p.add_argument("--max-len", type=int, default=20)
+    a = p.parse_args()
+    torch.manual_seed(0)
+    torch.set_num_threads(cpu_threads())
+    config = M2Config()
+    model = M2(config).eval()
+    trained_layer_norms(model)
+    itos = ["<unk>", "<pad>", "<bos>", "<eos>"] + [f"w{i}" for i in range(config.vocab_size - 4)]
+    vocab = Vocab(itos, {"unk": 0, "pad": 1, "start": 2, "end": 3})
+    rng = np.random.default_rng(0)
+    sizes = rng.integers(20, 51, a.images)  # detections per image
+    images = [rng.exponential(1.0, (int(n), config.d_in)).astype(np.float32) for n in sizes]
+    padded = torch.from_numpy(np.stack([pad_regions(x, config.regions) for x in images]))
+    beam, steps = a.beam, a.max_len
+
+    with tempfile.TemporaryDirectory() as tmp:
+        bundle = export_m2(model, vocab, Path(tmp) / "m2-bundle", log=print)
+        pipe = M2Pipeline(bundle)
+
+        def reference(batch: int) -> list[list[int]]:
+            out = []
+            for i in range(0, a.images, batch):
+                found, _, _ = public_beam_search(model, padded[i : i + batch], steps, 2, 3, beam)
+                out += [t[0].tolist() for t in found]
+            return out
+
+        def glimpse(batch: int) -> list[list[int]]:
+            return [c.tokens for c in pipe(images, beam_size=beam, max_len=steps, batch_size=batch)]
+
+        rows, tokens = [], {}
+        for batch in (1, a.images):
+            for name, fn in (("reference", reference), ("glimpse", glimpse)):
+                tokens[name, batch] = fn(batch)  # warm-up, and the tokens to compare
+                seconds = median_s(partial(fn, batch), a.repeats)
+                rows.append({"contender": name, "batch": batch, "ms_per_caption": round(seconds / a.images * 1e3, 1)})
+                print(json.dumps(rows[-1]), flush=True)
+
+    lines = [
+        "| batch | reference ms/caption | glimpse ms/caption | speed-up | same tokens |",
+        "|---:|---:|---:|---:|---:|",
+    ]
+    for batch in (1, a.images):
+        ref, ours = (
+            next(r for r in rows if r["contender"] == c and r["batch"] == batch) for c in ("reference", "glimpse")
+        )
+        # glimpse's tokens stop at <eos>; the reference's run on to max_len
+        same = sum(r[: len(g)] == g for r, g in zip(tokens["reference", batch], tokens["glimpse", batch]))
+        lines.append(
+            f"| {batch} | {ref['ms_per_caption']} | {ours['ms_per_caption']}"
+            f" | {ref['ms_per_caption'] / ours['ms_per_caption']:.1f}x | {same}/{a.images} |"
+        )
+    print("\n".join(lines))
+    result = {
+        "benchmark": "m2_decode",
+        "model": "M2 at the public sizes, random weights; 50 regions x 2048; beam {beam}, {steps} steps",
+        "images": a.images,
+        "repeats": a.repeats,
+        "threads": cpu_threads(),
+        "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+        "runs": rows,
+    }
+    result["model"] = result["model"].format(beam=beam, steps=steps)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "m2_decode.json").write_text(json.dumps(result, indent=1) + "\n")
+    note = f"\n\n{a.images} images, medians of {a.repeats}, {cpu_threads()} threads: `python benchmarks/m2_decode.py`\n"
+    (RESULTS / "m2_decode.md").write_text("\n".join(lines) + note)
+
+
+if __name__ == "__main__":
+    main()
