@@ -120,11 +120,14 @@ def cmd_inspect(args) -> None:
     print(f"bundle   {b.path}  (format {m['format_version']}, family {b.family})")
     print("config   " + ", ".join(f"{k}={v}" for k, v in b.config.items()))
     p = m["preprocess"]
-    crop = f", center crop {p['crop'][0]}x{p['crop'][1]}" if p.get("crop") else ""
-    print(
-        f"images   RGB, {p['interpolation']} resize {p['resize']} {p['size'][0]}x{p['size'][1]}{crop},"
-        f" /255, mean {p['mean']}, std {p['std']}"
-    )
+    if p is None:  # m2 reads detection features
+        print(f"regions  {b.config['regions']} per image, {b.config['d_in']} features each (zero-padded or cut)")
+    else:
+        crop = f", center crop {p['crop'][0]}x{p['crop'][1]}" if p.get("crop") else ""
+        print(
+            f"images   RGB, {p['interpolation']} resize {p['resize']} {p['size'][0]}x{p['size'][1]}{crop},"
+            f" /255, mean {p['mean']}, std {p['std']}"
+        )
     print("tokens   " + ", ".join(f"{k}={v}" for k, v in m["special_tokens"].items()) + f", vocabulary {len(b.vocab)}")
     width = max(len(v["name"]) for g in b.graphs.values() for v in g["inputs"] + g["outputs"])
     for name, g in b.graphs.items():
@@ -243,7 +246,7 @@ def cmd_demo(args) -> None:
 def cmd_demo_train(args) -> None:
     from dataclasses import replace
 
-    from glimpse.demo import train_mdan, train_sat, train_vqa
+    from glimpse.demo import train_m2, train_mdan, train_sat, train_vqa
 
     out = Path(args.out)
     given = {k: getattr(args, k) for k in ("steps", "batch_size", "val_every", "seed") if getattr(args, k) is not None}
@@ -256,6 +259,8 @@ def cmd_demo_train(args) -> None:
         train_vqa.train(out, out, families, replace(train_vqa.TrainConfig(), **given), log=log)
     if "mdan" in args.models:
         train_mdan.train(out, out, replace(train_mdan.TrainConfig(), **given), log=log)
+    if "m2" in args.models:
+        train_m2.train(out, out, replace(train_m2.TrainConfig(), **given), log=log)
 
 
 def cmd_bench(args) -> None:
@@ -285,6 +290,8 @@ def cmd_quantize(args) -> None:
     from glimpse.images import image_files, load_image
 
     bundle = Bundle(args.bundle)
+    if bundle.preprocess is None:
+        raise GlimpseError(f"{bundle.path}: quantizing a '{bundle.family}' bundle is not supported yet")
     if args.calibration_images:
         files = image_files(args.calibration_images)[: args.calibration_size]
         if not files:
@@ -590,8 +597,8 @@ def parser() -> argparse.ArgumentParser:
         "--vqa",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="also answer the scenes' questions with the demo VQA models (saaa, san, rdan) and retrieve them by"
-        " their captions with the demo m-DAN (default: yes)",
+        help="also answer the scenes' questions with the demo VQA models (saaa, san, rdan), retrieve them by"
+        " their captions with the demo m-DAN and caption them with the demo M2 (default: yes)",
     )
     d.add_argument("--threads", type=int, default=None, help="CPU threads (default: the cores this process may use)")
     d.set_defaults(run=cmd_demo)
@@ -604,7 +611,8 @@ def parser() -> argparse.ArgumentParser:
         " (BEST_checkpoint_shapes.pth.tar, WORDMAP_shapes.json); then the VQA models saaa, san and rdan on the"
         " scenes' questions over the captioner's frozen CNN, as pytorch-vqa's train.py trains, each written as"
         " pytorch-vqa writes its checkpoints (<family>_shapes.pth); then the m-DAN matching model on the scenes'"
-        " captions (mdan_shapes.pth).",
+        " captions (mdan_shapes.pth); then the Meshed-Memory Transformer on the grid cells of the captioner's CNN as"
+        " its regions (m2_shapes.pth, m2_vocab.json).",
         epilog="examples: glimpse demo train --out my-demo | glimpse demo train --out my-demo --models saaa"
         " (the VQA models need the captioner in --out)",
     )
@@ -612,11 +620,11 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument(
         "--models",
         nargs="+",
-        choices=("sat", "saaa", "san", "rdan", "mdan"),
-        default=["sat", "saaa", "san", "rdan", "mdan"],
+        choices=("sat", "saaa", "san", "rdan", "mdan", "m2"),
+        default=["sat", "saaa", "san", "rdan", "mdan", "m2"],
         help="which to train (default all; the captioner first, its CNN feeds the others)",
     )
-    t.add_argument("--steps", type=int, help="optimizer steps (default 1500 sat, 3000 VQA, 2000 mdan)")
+    t.add_argument("--steps", type=int, help="optimizer steps (default 1500 sat, 3000 VQA, 2000 mdan, 3000 m2)")
     t.add_argument("--batch-size", type=int, help="scenes (sat 32, mdan 64) or questions (VQA 128) per step")
     t.add_argument("--val-every", type=int, help="validate and keep the best every N steps (default 250 / 500)")
     t.add_argument("--seed", type=int, help="random seed of the initialisation and data order (default 0)")
