@@ -68,7 +68,8 @@ def run(
 ) -> dict:
     """Caption ``count`` test scenes; print ``show`` of them beside the truth, the scores, the
     agreement of the two backends and the speed against the reference; then (``vqa``) answer their
-    questions with the demo VQA models and retrieve them by their captions with the m-DAN. -> the figures."""
+    questions with the demo VQA models, retrieve them by their captions with the m-DAN and caption them
+    with the demo M2. -> the figures."""
     from glimpse.demo.metrics import caption_scores
     from glimpse.runtime.caption import CaptionPipeline
 
@@ -116,11 +117,13 @@ def run(
     if attention_plot:
         print(f"attention maps of test scene 0's caption: {attention_plot}")
     if vqa:
+        from glimpse.demo import m2 as m2_demo
         from glimpse.demo import matching
         from glimpse.demo import vqa as vqa_demo
 
         figures["vqa"] = vqa_demo.run(out, checkpoints, count, threads, log)
         figures["matching"] = matching.run(out, checkpoints, count, threads, log)
+        figures["m2"] = m2_demo.run(out, checkpoints, count, threads, log)
     return figures
 
 
