@@ -4,7 +4,8 @@
 
 One deployment with a FastAPI ingress, whose replicas each hold a pipeline of every bundle:
 
-    POST /v1/caption   multipart image; form model, beam_size, max_length, nbest, length_penalty
+    POST /v1/caption   multipart image (sat) or features (m2: .npy/.npz regions); form model, beam_size,
+                       max_length, nbest, length_penalty
     POST /v1/vqa       multipart image; form model, question, top_k
     POST /v1/match     multipart image; form model, texts (the field repeated, one sentence each)
     POST /v1/search    form text, index, top_k: a sentence against a gallery index (glimpse index)
@@ -35,7 +36,7 @@ from fastapi.responses import JSONResponse, Response
 
 from glimpse.errors import GlimpseError
 
-FAMILY_ROUTES = {"sat": "caption", "saaa": "vqa", "san": "vqa", "rdan": "vqa", "mdan": "match"}
+FAMILY_ROUTES = {"sat": "caption", "m2": "caption", "saaa": "vqa", "san": "vqa", "rdan": "vqa", "mdan": "match"}
 ROUTES = ("caption", "vqa", "match")
 
 
@@ -70,7 +71,14 @@ def answer(pipe, family: str, items: list, options: dict, galleries: dict) -> li
             for t, sc, ii in zip(texts, scores, ids)
         ]
     if family == "sat":
+        options = options | {"max_steps": options["max_steps"] or 51}
         captions = pipe([image for image, _ in items], batch_size=len(items), **options)
+        return [c.to_json() | {"image": name} for c, (_, name) in zip(captions, items)]
+    if family == "m2":
+        if options["length_penalty"]:
+            raise GlimpseError("M2 ranks captions by raw summed log-prob: length_penalty must be 0")
+        max_len, beam, nbest = options["max_steps"] or 20, options["beam_size"], options["nbest"]
+        captions = pipe([r for r, _ in items], beam, max_len, nbest, batch_size=len(items))
         return [c.to_json() | {"image": name} for c, (_, name) in zip(captions, items)]
     if family == "mdan":
         embedded = pipe.embed_images([image for image, _, _ in items])  # (N, dim): one batch for the images
@@ -157,15 +165,17 @@ def application(bundles: dict[str, str], indexes: dict, replicas: int, model: Mo
         async def caption(
             self,
             request: Request,
-            image: Annotated[UploadFile, File()],
+            image: Annotated[UploadFile | None, File()] = None,
+            features: Annotated[UploadFile | None, File()] = None,
             model: Annotated[str | None, Form()] = None,
             beam_size: Annotated[int, Form()] = 5,
-            max_length: Annotated[int, Form()] = 51,
+            max_length: Annotated[int | None, Form()] = None,  # sat 51, m2 20
             nbest: Annotated[int, Form()] = 1,
             length_penalty: Annotated[float, Form()] = 0.0,
         ):
             options = {"beam_size": beam_size, "max_steps": max_length, "nbest": nbest}
-            return await self.serve("caption", model, request, image, (), options | {"length_penalty": length_penalty})
+            upload, options = image or features, options | {"length_penalty": length_penalty}
+            return await self.serve("caption", model, request, upload, (), options, regions=features is not None)
 
         @api.post("/v1/vqa")
         async def vqa(
@@ -202,14 +212,17 @@ def application(bundles: dict[str, str], indexes: dict, replicas: int, model: Mo
         def metrics(self):
             return Response(self.metrics.text(), media_type="text/plain; version=0.0.4")
 
-        async def serve(self, route: str, model, request, upload, rest: tuple, options: dict):
+        async def serve(self, route: str, model, request, upload, rest: tuple, options: dict, regions=False):
             start, name = time.perf_counter(), model or "-"
             try:
-                name, target = self.model_for(route, model)
+                name, target = self.model_for(route, model, regions)
                 if route == "search":
                     item, options = rest, options | {"index": name}
                 else:
-                    item = (await read_image(request, upload, limits), upload.filename or "image", *rest)
+                    if upload is None:
+                        raise HTTPError(422, "field 'image' (or 'features', detections for an m2 model) is missing")
+                    read = read_regions if regions else read_image
+                    item = (await read(request, upload, limits), upload.filename or "image", *rest)
                 result = await asyncio.wait_for(self.models[target].run((item, options)), limits.timeout_s)
                 self.metrics.batch.labels(name).observe(result.pop("_batch"))
                 response = JSONResponse(result, status_code=400 if "error" in result else 200)
@@ -221,9 +234,15 @@ def application(bundles: dict[str, str], indexes: dict, replicas: int, model: Mo
             self.metrics.seconds.labels(route, name).observe(time.perf_counter() - start)
             return response
 
-        def model_for(self, route: str, name: str | None) -> tuple[str, str]:
-            """The model (or index) a request names, and the model deployment that answers it."""
+        def model_for(self, route: str, name: str | None, regions: bool = False) -> tuple[str, str]:
+            """The model (or index) a request names, and the model deployment that answers it. /v1/caption
+            picks among the captioners of what was uploaded: m2 reads detections (``regions``), sat images."""
             served, what = routes[route], "index" if route == "search" else "model"
+            if route == "caption":
+                served = {n: m for n, m in served.items() if (models[m]["family"] == "m2") == regions}
+                route += " with features" if regions else " with an image"
+            if not served:
+                raise HTTPError(404, f"no {what} serves /v1/{route} here")
             if name is None and len(served) == 1:
                 name = next(iter(served))
             if name is None:
@@ -272,16 +291,22 @@ class HTTPError(Exception):
         self.status = status
 
 
+async def read_body(request, upload, limits: Limits) -> bytes:
+    """The upload, or HTTPError 413 when it is larger than the limit."""
+    size = int(request.headers.get("content-length") or 0)
+    data = await upload.read(limits.max_body_bytes + 1)
+    if size > limits.max_body_bytes or len(data) > limits.max_body_bytes:
+        raise HTTPError(413, f"the upload is larger than {limits.max_body_bytes} bytes")
+    return data
+
+
 async def read_image(request, upload, limits: Limits) -> np.ndarray:
     """The uploaded image as HxWx3 uint8 RGB, or HTTPError 413/400 naming what is wrong with it."""
     from PIL import Image
 
     from glimpse.images import load_image
 
-    size = int(request.headers.get("content-length") or 0)
-    data = await upload.read(limits.max_body_bytes + 1)
-    if size > limits.max_body_bytes or len(data) > limits.max_body_bytes:
-        raise HTTPError(413, f"the upload is larger than {limits.max_body_bytes} bytes")
+    data = await read_body(request, upload, limits)
     try:
         with Image.open(io.BytesIO(data)) as probe:
             width, height = probe.size
@@ -293,6 +318,17 @@ async def read_image(request, upload, limits: Limits) -> np.ndarray:
     upload_file.name = upload.filename or "image"
     try:
         return np.asarray(load_image(upload_file))
+    except GlimpseError as e:
+        raise HTTPError(400, str(e)) from None
+
+
+async def read_regions(request, upload, limits: Limits) -> np.ndarray:
+    """Uploaded detection features (.npy or .npz, never unpickled) as (n, d) float32, or HTTPError 413/400."""
+    from glimpse.runtime.m2 import read_regions as read
+
+    data = await read_body(request, upload, limits)
+    try:
+        return read(io.BytesIO(data), f"'{upload.filename}'")
     except GlimpseError as e:
         raise HTTPError(400, str(e)) from None
 

@@ -14,6 +14,7 @@ from PIL import Image
 from glimpse import gallery
 from glimpse.cli import main
 from glimpse.demo import scenes
+from glimpse.demo.m2 import m2_bundle
 from glimpse.demo.matching import mdan_bundle
 from glimpse.demo.run import PACKAGED, sat_bundle
 from glimpse.demo.vqa import vqa_bundle
@@ -46,6 +47,7 @@ def server(tmp_path_factory):
         "sat": sat_bundle(PACKAGED, out / "sat-bundle", quiet),
         "san": vqa_bundle("san", PACKAGED, out, quiet),
         "mdan": mdan_bundle(PACKAGED, out, quiet),
+        "m2": m2_bundle(PACKAGED, out / "m2-bundle", quiet),
     }
     files = []
     for s in scenes.scenes("test", 6):
@@ -69,7 +71,7 @@ def test_health_and_models(server):
     assert httpx.get(url + "/healthz").json() == {"status": "ok"}
     models = httpx.get(url + "/v1/models").json()["models"]
     families = {m: v["family"] for m, v in models.items()}
-    assert families == {"sat-bundle": "sat", "san-bundle": "san", "mdan-bundle": "mdan"}
+    assert families == {"sat-bundle": "sat", "san-bundle": "san", "mdan-bundle": "mdan", "m2-bundle": "m2"}
 
 
 def test_captions_equal_the_cli(server, capsys):
@@ -97,6 +99,28 @@ def test_vqa_and_match_equal_the_pipelines(server):
     want = MatchPipeline(bundles["mdan"]).scores([files[0]], texts)[0]
     assert [m["text"] for m in got["matches"]] == texts
     np.testing.assert_allclose([m["score"] for m in got["matches"]], want, rtol=1e-5)
+
+
+def test_m2_captions_uploaded_detections(server):
+    """/v1/caption with a features upload goes to the m2 captioner, with an image to sat's."""
+    from glimpse.demo.train_m2 import scene_regions
+    from glimpse.demo.train_vqa import frozen_cnn
+    from glimpse.runtime.m2 import M2Pipeline
+
+    url, bundles, _ = server
+    regions = scene_regions(frozen_cnn(PACKAGED)[0], "test", 2)[0].numpy()
+    for i, x in enumerate(regions):
+        npy = io.BytesIO()
+        np.save(npy, x)
+        got = httpx.post(url + "/v1/caption", files={"features": (f"{i}.npy", npy.getvalue())}, timeout=60)
+        assert got.status_code == 200, got.text
+        want = M2Pipeline(bundles["m2"])([x])[0].to_json()
+        got = got.json()
+        assert got["tokens"] == want["tokens"] and got["caption"] == want["caption"]
+    bad = httpx.post(url + "/v1/caption", files={"features": ("x.npy", b"not numpy")}, timeout=60)
+    assert bad.status_code == 400 and "'x.npy': not a .npy or .npz file" in bad.text
+    bad = httpx.post(url + "/v1/caption", data={"beam_size": 3}, timeout=60)
+    assert bad.status_code == 422 and "'features'" in bad.text
 
 
 def test_search_equals_the_index(server):
