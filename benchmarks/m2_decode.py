@@ -105,14 +105,13 @@ def main() -> None:
     print("\n".join(lines))
     result = {
         "benchmark": "m2_decode",
-        "model": "M2 at the public sizes, random weights; 50 regions x 2048; beam {beam}, {steps} steps",
+        "model": f"M2 at the public sizes, random weights; 50 regions x 2048; beam {beam}, {steps} steps",
         "images": a.images,
         "repeats": a.repeats,
         "threads": cpu_threads(),
         "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
         "runs": rows,
     }
-    result["model"] = result["model"].format(beam=beam, steps=steps)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "m2_decode.json").write_text(json.dumps(result, indent=1) + "\n")
     note = f"\n\n{a.images} images, medians of {a.repeats}, {cpu_threads()} threads: `python benchmarks/m2_decode.py`\n"
