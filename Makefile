@@ -44,11 +44,13 @@ lint: setup
 	$(BIN)/ruff check glimpse tests benchmarks
 	$(BIN)/ruff format --check glimpse tests benchmarks
 
-# The benchmark suite on this machine's CPU: the tutorial-size model, then the demo model; one step alone.
+# The benchmark suite on this machine's CPU: the tutorial-size model, then the demo model; one step alone;
+# an M2 caption at the public sizes against upstream's decoding.
 bench: setup
 	$(BIN)/glimpse bench --model tutorial
 	$(BIN)/glimpse bench --model demo --images 20
 	$(BIN)/python benchmarks/sat_step.py
+	$(BIN)/python benchmarks/m2_decode.py
 
 clean:
 	rm -rf $(RUNS) .pytest_cache
