@@ -133,13 +133,17 @@ def cmd_inspect(args) -> None:
     for name, g in b.graphs.items():
         err = max((e["max_rel"] for e in g.get("max_error", {}).values()), default=float("nan"))
         print(f"\n{name}  {g['file']}  {g['bytes'] / 1e6:.1f} MB  {g['precision']}  max rel error {err:.1e}")
+        for precision, q in g.get("precisions", {}).items():
+            err = max((e["max_rel"] for e in q["max_error_vs_fp32"].values()), default=float("nan"))
+            print(f"  {precision}  {q['file']}  {q['bytes'] / 1e6:.1f} MB  max rel error {err:.1e} against fp32")
         for kind, values in (("in ", g["inputs"]), ("out", g["outputs"])):
             for v in values:
                 print(f"  {kind}  {v['name']:<{width}}  {v['dtype']:<8} [{', '.join(map(str, v['shape']))}]")
     print()
     check = m.get("check", {})
     if check:
-        print(f"checked  on {check['images']} images, tolerance {check['tolerance']:.0e}: {check['metric']}")
+        inputs = check.get("regions") or f"{check['images']} images"  # m2 is checked on detections
+        print(f"checked  on {inputs}, tolerance {check['tolerance']:.0e}: {check['metric']}")
     print("tools    " + ", ".join(f"{k} {v}" for k, v in m.get("tools", {}).items()))
 
 
@@ -283,29 +287,43 @@ def cmd_bench(args) -> None:
 
 
 def cmd_quantize(args) -> None:
-    import numpy as np
-
     from glimpse.bundle import Bundle
     from glimpse.export.precision import quantize
-    from glimpse.images import image_files, load_image
 
     bundle = Bundle(args.bundle)
-    if bundle.preprocess is None:
-        raise GlimpseError(f"{bundle.path}: quantizing a '{bundle.family}' bundle is not supported yet")
-    if args.calibration_images:
-        files = image_files(args.calibration_images)[: args.calibration_size]
+    if bundle.family == "m2":
+        from glimpse.cli_m2 import calibration_regions
+
+        if args.calibration_images:
+            raise GlimpseError("an m2 bundle reads detection features: calibrate it with --calibration-features")
+        inputs = calibration_regions(bundle, args.calibration_features, args.calibration_size)
+    elif args.calibration_features:
+        raise GlimpseError(f"--calibration-features is for m2 bundles; a {bundle.family} bundle calibrates on images")
+    else:
+        inputs = calibration_pixels(bundle, args.calibration_images, args.calibration_size)
+    for precision in args.precision:
+        quantize(bundle, precision, inputs, log=log)
+
+
+def calibration_pixels(bundle, sources: list[str] | None, size: int):
+    """(N, 3, H, W) preprocessed images for ``glimpse quantize``: the files given, or generated
+    validation scenes."""
+    import numpy as np
+
+    from glimpse.images import image_files, load_image
+
+    if sources:
+        files = image_files(sources)[:size]
         if not files:
-            raise GlimpseError("no images found in " + " ".join(args.calibration_images))
+            raise GlimpseError("no images found in " + " ".join(sources))
         images = [load_image(f) for f in files]
     else:
         from glimpse.demo import scenes
 
-        log(f"calibrating on {args.calibration_size} generated validation scenes (--calibration-images for yours)")
+        log(f"calibrating on {size} generated validation scenes (--calibration-images for yours)")
         side = bundle.preprocess.output_size[0]
-        images = [s.image(side) for s in scenes.scenes("val", args.calibration_size)]
-    pixels = np.stack([bundle.preprocess(im) for im in images])
-    for precision in args.precision:
-        quantize(bundle, precision, pixels, log=log)
+        images = [s.image(side) for s in scenes.scenes("val", size)]
+    return np.stack([bundle.preprocess(im) for im in images])
 
 
 def cmd_check(args) -> int:
@@ -637,9 +655,11 @@ def parser() -> argparse.ArgumentParser:
         " normalisations and reductions kept in fp32) and/or <graph>.int8.onnx (Q/DQ by onnxruntime's"
         " quantize_static with TensorRT's rules: symmetric int8, zero points 0, per-channel weights, float bias,"
         " only Conv/MatMul/Gemm) beside the fp32 graphs, measure each against fp32 on the calibration inputs"
-        " and record them in the manifest. The step graph calibrates on the states seen while decoding.",
+        " and record them in the manifest. The step graph calibrates on the states seen while decoding. An m2"
+        " bundle calibrates on detection features (--calibration-features) instead of images.",
         epilog="examples: glimpse quantize sat-bundle --precision fp16 int8 | glimpse quantize sat-bundle"
-        " --precision int8 --calibration-images photos/ --calibration-size 64",
+        " --precision int8 --calibration-images photos/ --calibration-size 64 | glimpse quantize m2-bundle"
+        " --precision int8 --calibration-features val_detections.hdf5",
     )
     q.add_argument("bundle", help="bundle directory")
     q.add_argument("--precision", nargs="+", choices=["fp16", "int8"], required=True)
@@ -648,6 +668,13 @@ def parser() -> argparse.ArgumentParser:
         nargs="+",
         metavar="PATH",
         help="images (files or directories) to calibrate on (default: generated validation scenes)",
+    )
+    q.add_argument(
+        "--calibration-features",
+        nargs="+",
+        metavar="FILE",
+        help="m2: detection features to calibrate on, as glimpse caption --features reads them (default, for an m2"
+        " of the demo scenes: their validation scenes' grid cells)",
     )
     q.add_argument("--calibration-size", type=int, default=32, help="at most this many images (default 32)")
     q.set_defaults(run=cmd_quantize)
@@ -723,20 +750,21 @@ def parser() -> argparse.ArgumentParser:
 
     v = sub.add_parser(
         "eval",
-        help="accuracy of a demo model's fp16/int8 graphs (captioner or VQA) against fp32 on the test scenes",
+        help="accuracy of a demo model's fp16/int8 graphs (captioner, VQA, matching) against fp32 on the test scenes",
         description="Run the demo's held-out test scenes through the fp32 graphs and through each --precision."
-        " A captioner (sat): captions identical to fp32's, BLEU-4 and CIDEr and their change from fp32, and the"
-        " max/mean error of the step's log-probabilities on the inputs fp32 decoding fed it. A VQA model (saaa,"
-        " san, rdan): every question of the scenes, top-1 answers identical to fp32's, accuracy and its change,"
-        " and the max/mean error of the answer probabilities. The bundle must be a model of the demo scenes"
-        " (glimpse demo's, or one trained by glimpse demo train).",
+        " A captioner (sat, or m2 on the scenes' grid cells): captions identical to fp32's, BLEU-4 and CIDEr and"
+        " their change from fp32, and the max/mean error of the step's log-probabilities on the inputs fp32"
+        " decoding fed it. A VQA model (saaa, san, rdan): every question of the scenes, top-1 answers identical to"
+        " fp32's, accuracy and its change, and the max/mean error of the answer probabilities. A matching model"
+        " (mdan): R@1/5/10 both ways, the share of first results equal to fp32's and the embeddings' error. The"
+        " bundle must be a model of the demo scenes (glimpse demo's, or one trained by glimpse demo train).",
         epilog="examples: glimpse quantize runs/demo/sat-bundle --precision fp16 int8 &&"
         " glimpse eval runs/demo/sat-bundle --precision fp16 int8 | glimpse eval runs/demo/san-bundle",
     )
     v.add_argument("bundle", help="bundle directory")
     v.add_argument("--precision", nargs="+", choices=["fp32", "fp16", "int8"], default=["fp16", "int8"])
     v.add_argument("--scenes", type=int, default=500, help="test scenes (default 500)")
-    v.add_argument("--beam-size", type=int, default=3, help="captioners: beam width (default 3, the demo's)")
+    v.add_argument("--beam-size", type=int, help="captioners: beam width (default the demo's: 3 for sat, 5 for m2)")
     v.add_argument("--threads", type=int, default=None, help="CPU threads (default: the cores this process may use)")
     v.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     v.set_defaults(run=cmd_eval)

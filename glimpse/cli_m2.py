@@ -95,3 +95,34 @@ def caption(args) -> None:
                 print(f"{cap.image}\t{cap.caption}", flush=True)
                 for c, s in cap.nbest[1:]:
                     print(f"{cap.image}\t  {s:9.4f}  {c}")
+
+
+def calibration_regions(bundle, sources: list[str] | None, size: int):
+    """(N, R, d_in) regions for ``glimpse quantize``: the files given, or for an m2 of the demo scenes,
+    their validation scenes' grid cells."""
+    import numpy as np
+
+    from glimpse.cli import log
+    from glimpse.runtime.m2 import load_regions, pad_regions
+
+    c = bundle.config
+    if sources:
+        files = expand_features(sources)[:size]
+        regions = np.stack([pad_regions(load_regions(f), c["regions"]) for f in files])
+    else:
+        from glimpse.demo import scenes
+        from glimpse.demo.m2 import scene_regions
+        from glimpse.evaluate import check_demo_model
+
+        words = {w for s in scenes.scenes("val", 8) for caption in s.captions for w in caption.split()}
+        try:
+            check_demo_model(bundle, words, bundle.vocab.itos)
+        except GlimpseError:
+            raise GlimpseError(
+                f"{bundle.path}: give detection features to calibrate on: --calibration-features"
+            ) from None
+        log(f"calibrating on {size} generated validation scenes (--calibration-features for yours)")
+        regions = np.stack([pad_regions(r, c["regions"]) for r in scene_regions("val", size)[0]])
+    if regions.shape[2] != c["d_in"]:
+        raise GlimpseError(f"calibration regions have {regions.shape[2]} features each; the model reads {c['d_in']}")
+    return regions

@@ -1,9 +1,9 @@
 """``glimpse eval``: what fp16 and int8 cost in accuracy, measured on the demo's held-out test scenes.
 
-For a captioner trained on the demo scenes: captions of every precision against fp32's (token for
-token), BLEU-4 and CIDEr against the five references and their change from fp32, and the error of the
-step's log-probabilities on the very inputs fp32 decoding fed it (so the error is the graph's own,
-not one compounded over a diverging search).
+For a captioner trained on the demo scenes (sat, or an m2 reading their grid cells): captions of
+every precision against fp32's (token for token), BLEU-4 and CIDEr against the five references and
+their change from fp32, and the error of the step's log-probabilities on the very inputs fp32
+decoding fed it (so the error is the graph's own, not one compounded over a diverging search).
 
 For a VQA model trained on them (saaa, san, rdan): every question of the test scenes, top-1 answers
 against fp32's, accuracy and its change, and the error of the answer probabilities.
@@ -30,16 +30,18 @@ def evaluate(
     bundle: Bundle,
     precisions: list[str],
     count: int = 500,
-    beam_size: int = 3,
+    beam_size: int | None = None,
     threads: int | None = None,
     log: Callable[[str], None] = print,
 ) -> dict:
-    """-> {"task", "scenes", "precisions": {precision: figures}, ...}, fp32 first."""
+    """-> {"task", "scenes", "precisions": {precision: figures}, ...}, fp32 first. ``beam_size``: the
+    captioners' (default the demo's: 3 for sat, 5 for m2)."""
     for graph in bundle.graphs:
         for p in precisions:
             bundle.graph_path(graph, p)  # a clear error now if glimpse quantize has not made it
     precisions = ["fp32", *(p for p in precisions if p != "fp32")]
-    if bundle.family == "sat":
+    if bundle.family in ("sat", "m2"):
+        beam_size = beam_size or (5 if bundle.family == "m2" else 3)
         return _captions(bundle, precisions, count, beam_size, threads, log)
     if bundle.family in ("saaa", "san", "rdan"):
         return _answers(bundle, precisions, count, threads, log)
@@ -48,7 +50,7 @@ def evaluate(
     raise GlimpseError(f"{bundle.path}: glimpse eval knows captioners, VQA and matching models, not '{bundle.family}'")
 
 
-def _not_a_demo_model(bundle: Bundle, words: set[str], vocabulary: list[str]) -> None:
+def check_demo_model(bundle: Bundle, words: set[str], vocabulary: list[str]) -> None:
     unknown = words - set(vocabulary)
     if unknown:
         raise GlimpseError(
@@ -61,25 +63,31 @@ def _captions(bundle: Bundle, precisions: list[str], count: int, beam_size: int,
     from glimpse.demo import scenes
     from glimpse.demo.metrics import caption_scores
     from glimpse.export.precision import recorded_feeds
-    from glimpse.runtime.caption import CaptionPipeline
+    from glimpse.runtime.pipelines import open_pipeline
     from glimpse.runtime.session import OnnxRuntimeSession
 
     test = scenes.scenes("test", count)
-    _not_a_demo_model(bundle, {w for s in test for c in s.captions for w in c.split()}, bundle.vocab.itos)
-    side = bundle.preprocess.output_size[0]
-    images = [s.image(side) for s in test]
+    check_demo_model(bundle, {w for s in test for c in s.captions for w in c.split()}, bundle.vocab.itos)
+    if bundle.family == "m2":
+        from glimpse.demo.m2 import scene_regions
+
+        sources = list(scene_regions("test", count)[0])  # (16, 512) each
+        inputs = np.stack(sources[:LOGIT_IMAGES])
+    else:
+        sources = [s.image(bundle.preprocess.output_size[0]) for s in test]
+        inputs = np.stack([bundle.preprocess(im) for im in sources[:LOGIT_IMAGES]])
     references = [s.captions for s in test]
-    step_feeds = recorded_feeds(bundle, np.stack([bundle.preprocess(im) for im in images[:LOGIT_IMAGES]]))["step"]
+    step_feeds = recorded_feeds(bundle, inputs, beam_size)["step"]
     fp32_step = OnnxRuntimeSession(bundle.graph_path("step"), threads=threads)
 
     results: dict = {"task": "captions", "scenes": count, "beam_size": beam_size, "precisions": {}}
     fp32 = None
     for p in precisions:
-        pipe = CaptionPipeline(bundle, threads=threads, precision=p)
-        for fused in (False, True) if beam_size <= pipe.fused_beam else (False,):
+        pipe = open_pipeline(bundle, threads=threads, precision=p)
+        for fused in (False, True) if beam_size <= getattr(pipe, "fused_beam", 0) else (False,):
             name = f"{p} fused" if fused else p
             log(f"captioning {count} test scenes with the {name} graphs, beam {beam_size}")
-            captions = pipe(images, beam_size=beam_size, batch_size=50, fused=fused)
+            captions = pipe(sources, beam_size=beam_size, batch_size=50, **({"fused": True} if fused else {}))
             figures = caption_scores([c.caption for c in captions], references)
             fp32 = fp32 or (captions, figures)
             figures["agree_with_fp32"] = sum(a.tokens == b.tokens for a, b in zip(captions, fp32[0]))
@@ -100,8 +108,8 @@ def _answers(bundle: Bundle, precisions: list[str], count: int, threads, log) ->
 
     pairs, truth, kinds = test_questions(count)
     fp32 = VQAPipeline(bundle, threads=threads)
-    _not_a_demo_model(bundle, {w for _, q in pairs for w in fp32.read(q).words}, bundle.vocab.itos)
-    _not_a_demo_model(bundle, set(truth), fp32.answers.itos)
+    check_demo_model(bundle, {w for _, q in pairs for w in fp32.read(q).words}, bundle.vocab.itos)
+    check_demo_model(bundle, set(truth), fp32.answers.itos)
     results: dict = {"task": "answers", "scenes": count, "questions": len(pairs), "precisions": {}}
     reference = None
     for p in precisions:
@@ -127,7 +135,7 @@ def _retrieval(bundle: Bundle, precisions: list[str], count: int, threads, log) 
 
     images, sentences, relevant = test_pairs(count)
     pipe = MatchPipeline(bundle, threads=threads)
-    _not_a_demo_model(bundle, {w for s in sentences for w in pipe.read(s).words}, bundle.vocab.itos)
+    check_demo_model(bundle, {w for s in sentences for w in pipe.read(s).words}, bundle.vocab.itos)
     results: dict = {"task": "retrieval", "scenes": count, "sentences": len(sentences), "precisions": {}}
     fp32 = None
     for p in precisions:
@@ -191,9 +199,10 @@ def _answer_table(results: dict) -> str:
 
 def _caption_table(results: dict) -> str:
     n = results["scenes"]
+    fused = "; 'fused': the search over the fused step" if any("fused" in p for p in results["precisions"]) else ""
     lines = [
         f"demo test split: {n} scenes, beam {results['beam_size']}; step log-prob error on the inputs of"
-        f" {LOGIT_IMAGES} scenes' fp32 decoding; 'fused': the search over the fused step",
+        f" {LOGIT_IMAGES} scenes' fp32 decoding{fused}",
         "",
         "| precision | captions = fp32 | BLEU-4 | change | CIDEr | change | log-prob error max | mean |",
         "|---|---|---|---|---|---|---|---|",

@@ -3,6 +3,7 @@ stateful decoding, and glimpse's captions token for token against the public bea
 glimpse.models.m2_reference), single and batched, with captions that finish early and ones that never do."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -246,9 +247,29 @@ def test_full_size_export_and_tokens(tmp_path):
         assert [s for _, s in cap.nbest] == pytest.approx(scores[i].tolist(), rel=1e-5)
 
 
-def test_inspect_and_quantize_say_what_an_m2_bundle_is(m2, capsys):
-    bundle, _, _ = m2
-    assert main(["inspect", str(bundle)]) == 0
+def test_inspect_quantize_and_check_an_m2_bundle(m2, tmp_path, capsys):
+    bundle = str(shutil.copytree(m2[0], tmp_path / "bundle"))
+    assert main(["inspect", bundle]) == 0
     assert "regions  50 per image, 32 features each" in capsys.readouterr().out
-    assert main(["quantize", str(bundle), "--precision", "fp16"]) == 2
-    assert "quantizing a 'm2' bundle is not supported yet" in capsys.readouterr().err
+    for args, message in [
+        ([], "give detection features to calibrate on"),  # not a model of the demo scenes
+        (["--calibration-images", str(tmp_path)], "reads detection features"),
+        (["--calibration-features", str(tmp_path / "missing.npy")], "no such file"),
+    ]:
+        assert main(["quantize", bundle, "--precision", "fp16", *args]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and message in err
+    files = []
+    for i, x in enumerate(regions(4, seed=7)):
+        np.save(tmp_path / f"{i}.npy", x)
+        files.append(str(tmp_path / f"{i}.npy"))
+    np.save(tmp_path / "wide.npy", np.ones((5, 33), np.float32))
+    assert main(["quantize", bundle, "--precision", "int8", "--calibration-features", str(tmp_path / "wide.npy")]) == 2
+    assert "have 33 features each; the model reads 32" in capsys.readouterr().err
+    assert main(["quantize", bundle, "--precision", "fp16", "int8", "--calibration-features", *files]) == 0
+    assert main(["check", bundle]) == 0
+    assert "9 of 9 graphs pass" in capsys.readouterr().out
+    assert main(["inspect", bundle]) == 0
+    assert "int8  step.int8.onnx" in capsys.readouterr().out
+    assert main(["caption", bundle, "--features", *files[:2], "--precision", "int8", "--beam-size", "3"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 2

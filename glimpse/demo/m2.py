@@ -8,8 +8,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+
 from glimpse.bundle import Bundle, sha256_of
-from glimpse.demo.run import cached_bundle
+from glimpse.demo.run import PACKAGED, cached_bundle
 from glimpse.demo.train_m2 import CHECKPOINT, VOCAB, model_config
 from glimpse.errors import GlimpseError
 
@@ -33,6 +35,16 @@ def m2_bundle(checkpoints: Path, out: Path, log: Callable[[str], None]) -> Bundl
     return cached_bundle(out, {"sha256": sha256_of(checkpoint)}, export, log)
 
 
+def scene_regions(split: str, count: int, checkpoints: Path = PACKAGED) -> tuple[np.ndarray, list]:
+    """(count, 16, 512) float32: the regions of ``split``'s first ``count`` scenes as a demo M2 reads
+    them (the grid cells of ``checkpoints``' captioner), and the scenes."""
+    from glimpse.demo import train_m2
+    from glimpse.demo.train_vqa import frozen_cnn
+
+    regions, chosen = train_m2.scene_regions(frozen_cnn(checkpoints)[0], split, count)
+    return regions.numpy(), chosen
+
+
 def run(out: Path, checkpoints: Path, count: int, threads: int | None, log: Callable[[str], None]) -> dict:
     """Caption ``count`` test scenes from their regions; scores and agreement with the reference."""
     import torch
@@ -40,18 +52,18 @@ def run(out: Path, checkpoints: Path, count: int, threads: int | None, log: Call
     from glimpse.checkpoints.m2 import import_m2
     from glimpse.demo import scenes
     from glimpse.demo.metrics import caption_scores
-    from glimpse.demo.train_m2 import scene_regions
-    from glimpse.demo.train_vqa import frozen_cnn
     from glimpse.models.m2_reference import beam_search
     from glimpse.runtime.m2 import M2Pipeline
 
     bundle = m2_bundle(checkpoints, out / "m2-bundle", log)
-    regions, test = scene_regions(frozen_cnn(checkpoints)[0], "test", count)
+    regions, test = scene_regions("test", count, checkpoints)
     log(f"captioning {count} test scenes from their grid regions with M2 on ONNX Runtime (CPU), beam {BEAM}")
-    caps = M2Pipeline(bundle, threads=threads)(list(regions.numpy()), beam_size=BEAM, batch_size=50)
+    caps = M2Pipeline(bundle, threads=threads)(list(regions), beam_size=BEAM, batch_size=50)
     model, words = import_m2(checkpoints / CHECKPOINT, checkpoints / VOCAB, regions=model_config().regions)
     with torch.no_grad():
-        want, _, _ = beam_search(model, regions, 20, words.special["start"], words.special["end"], BEAM)
+        want, _, _ = beam_search(
+            model, torch.from_numpy(regions), 20, words.special["start"], words.special["end"], BEAM
+        )
     end = words.special["end"]
     same = sum(
         c.tokens == row[: row.index(end) + 1 if end in row else None] for c, row in zip(caps, want[:, 0].tolist())

@@ -9,9 +9,10 @@ graph runs on ONNX Runtime, where its accuracy is measured on any machine.
 * int8: explicit Q/DQ from ``onnxruntime.quantization.quantize_static``, with TensorRT's rules:
   symmetric int8 activations and weights (zero point 0), per-channel weights, bias left in float,
   only Conv/MatMul/Gemm quantised. Calibration inputs are the graphs' real inputs: images through the
-  bundle's preprocessing, and for the step, the states recorded while decoding those images. The
-  ranges found are kept in ``calibration/<graph>-<key>.json`` (onnxruntime's calibration cache), keyed
-  by the fp32 graph and the calibration pixels, so quantizing again with the same images skips them.
+  bundle's preprocessing (an m2 bundle: detection regions), and for the step, the states recorded while
+  decoding them. The ranges found are kept in ``calibration/<graph>-<key>.json`` (onnxruntime's
+  calibration cache), keyed by the fp32 graph and the calibration inputs, so quantizing again with the
+  same images skips them.
 """
 
 from __future__ import annotations
@@ -85,9 +86,10 @@ def to_int8(src: Path, dst: Path, feeds: list[dict[str, np.ndarray]], cache: Pat
     )
 
 
-def recorded_feeds(bundle: Bundle, pixels: np.ndarray, beam: int = 3, batch: int = 8) -> dict[str, list]:
-    """Each graph's inputs while the fp32 bundle runs on ``pixels`` (N, 3, H, W): {graph: [feed, ...]}.
-    A captioner captions them; a VQA model answers the demo scenes' questions about them, a matching
+def recorded_feeds(bundle: Bundle, inputs: np.ndarray, beam: int = 3, batch: int = 8) -> dict[str, list]:
+    """Each graph's inputs while the fp32 bundle runs on ``inputs`` (the encoder's: pixels (N, 3, H, W),
+    or an m2 bundle's regions (N, R, d)): {graph: [feed, ...]}. A captioner captions them (M2 for at
+    most the public test script's 20 steps); a VQA model answers the demo scenes' questions about them, a matching
     model embeds them and the demo scenes' captions (text of every kind and length, in words the
     demo vocabularies know)."""
     from glimpse.demo import scenes
@@ -104,9 +106,11 @@ def recorded_feeds(bundle: Bundle, pixels: np.ndarray, beam: int = 3, batch: int
 
         session.run = recording
     val = scenes.scenes("val", 8)
-    for i in range(0, len(pixels), batch):
-        chunk = pixels[i : i + batch]
-        if bundle.family == "sat":
+    for i in range(0, len(inputs), batch):
+        chunk = inputs[i : i + batch]
+        if bundle.family == "m2":
+            pipe.decode(chunk, beam, min(20, bundle.config["max_len"]))
+        elif bundle.family == "sat":
             pipe.decode(chunk, beam, fused=False)
             if "step_fused" in pipe.sessions:
                 pipe.decode(chunk, beam, fused=True)
@@ -120,27 +124,28 @@ def recorded_feeds(bundle: Bundle, pixels: np.ndarray, beam: int = 3, batch: int
     return feeds
 
 
-def calibration_cache(bundle: Bundle, name: str, pixels: np.ndarray) -> Path:
-    """Where the ranges of graph ``name`` calibrated on ``pixels`` are kept: a name that changes with
-    the fp32 graph and with every calibration pixel."""
+def calibration_cache(bundle: Bundle, name: str, inputs: np.ndarray) -> Path:
+    """Where the ranges of graph ``name`` calibrated on ``inputs`` are kept: a name that changes with
+    the fp32 graph and with every calibration input."""
     key = hashlib.sha256(bundle.graphs[name]["sha256"].encode())
-    key.update(str(pixels.shape).encode())
-    key.update(np.ascontiguousarray(pixels, np.float32).tobytes())
+    key.update(str(inputs.shape).encode())
+    key.update(np.ascontiguousarray(inputs, np.float32).tobytes())
     return bundle.path / CALIBRATION / f"{name}-{key.hexdigest()[:16]}.json"
 
 
-def quantize(bundle: Bundle, precision: str, pixels: np.ndarray, log: Callable[[str], None] = print) -> Bundle:
+def quantize(bundle: Bundle, precision: str, inputs: np.ndarray, log: Callable[[str], None] = print) -> Bundle:
     """Write ``<graph>.<precision>.onnx`` for every graph of ``bundle``, measure each against fp32 on
-    the inputs seen while decoding the first calibration images, and record them in the manifest."""
+    the inputs seen while running the first calibration images (``inputs``: what the encoder reads,
+    see ``recorded_feeds``), and record them in the manifest."""
     from glimpse.runtime.session import OnnxRuntimeSession
 
     if precision not in PRECISIONS:
         raise GlimpseError(f"unknown precision '{precision}' (choose from {', '.join(PRECISIONS)})")
-    caches = {name: calibration_cache(bundle, name, pixels) for name in bundle.graphs}
+    caches = {name: calibration_cache(bundle, name, inputs) for name in bundle.graphs}
     calibrate = precision == "int8" and not all(c.is_file() for c in caches.values())
     if precision == "int8" and not calibrate:
-        log(f"reusing the calibration cache of these {len(pixels)} images ({CALIBRATION}/)")
-    feeds = recorded_feeds(bundle, pixels if calibrate else pixels[:CHECK_IMAGES])
+        log(f"reusing the calibration cache of these {len(inputs)} images ({CALIBRATION}/)")
+    feeds = recorded_feeds(bundle, inputs if calibrate else inputs[:CHECK_IMAGES])
     manifest = json.loads((bundle.path / MANIFEST).read_text())
     for name in bundle.graphs:
         src = bundle.graph_path(name)
@@ -155,7 +160,7 @@ def quantize(bundle: Bundle, precision: str, pixels: np.ndarray, log: Callable[[
                 if stale != caches[name]:
                     stale.unlink()
             to_int8(src, tmp, feeds[name], caches[name])
-            entry["calibration"] = {"images": len(pixels), "cache": str(caches[name].relative_to(bundle.path))}
+            entry["calibration"] = {"images": len(inputs), "cache": str(caches[name].relative_to(bundle.path))}
         os.replace(tmp, dst)
         reference, converted = OnnxRuntimeSession(src), OnnxRuntimeSession(dst)
         sample = feeds[name][:: max(1, len(feeds[name]) // 16)]  # up to ~16 feeds spread over the run
