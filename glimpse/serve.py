@@ -9,7 +9,8 @@ One deployment with a FastAPI ingress, whose replicas each hold a pipeline of ev
     POST /v1/vqa       multipart image; form model, question, top_k
     POST /v1/match     multipart image; form model, texts (the field repeated, one sentence each)
     POST /v1/search    form text, index, top_k: a sentence against a gallery index (glimpse index)
-    GET  /healthz      GET /v1/models      GET /metrics (Prometheus: requests, latency, batch sizes)
+    GET  /healthz      GET /v1/models      GET /metrics (Prometheus: requests, latency, batch sizes,
+                       summed over the replicas)
 
 Concurrent requests for one model in a replica are gathered by ``serve.batch`` (up to ``max_batch_size``, waiting at
 most ``batch_wait_ms`` for more) and run as one batched call per set of options, so batching never
@@ -25,6 +26,7 @@ import asyncio
 import io
 import json
 import time
+import uuid
 from collections import defaultdict
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -38,6 +40,7 @@ from glimpse.errors import GlimpseError
 
 FAMILY_ROUTES = {"sat": "caption", "m2": "caption", "saaa": "vqa", "san": "vqa", "rdan": "vqa", "mdan": "match"}
 ROUTES = ("caption", "vqa", "match")
+PUBLISH_S = 1.0  # how often a replica sends its metrics to the store that /metrics reads
 
 
 @dataclass
@@ -148,10 +151,12 @@ def application(bundles: dict[str, str], indexes: dict, replicas: int, model: Mo
     @serve.deployment(ray_actor_options={"num_cpus": 1}, max_ongoing_requests=1000)
     @serve.ingress(api)
     class Glimpse:
-        def __init__(self, options: dict):
+        def __init__(self, options: dict, store):
             owned = {name: {i: p for i, (p, owner) in indexes.items() if owner == name} for name in bundles}
             self.models = {name: Served(p, ModelOptions(**options), owned[name]) for name, p in bundles.items()}
-            self.metrics = Metrics()
+            # Each replica counts what it answered; a scrape reaches one replica, which answers the sum
+            # of every replica's latest counts, kept by the store (at most PUBLISH_S old but its own).
+            self.metrics, self.store, self.replica, self.publishing = Metrics(), store, uuid.uuid4().hex, None
 
         @api.get("/healthz")
         def healthz(self):
@@ -209,11 +214,25 @@ def application(bundles: dict[str, str], indexes: dict, replicas: int, model: Mo
             return await self.serve("search", index, request, None, (text,), {"top_k": top_k})
 
         @api.get("/metrics")
-        def metrics(self):
-            return Response(self.metrics.text(), media_type="text/plain; version=0.0.4")
+        async def metrics(self):
+            await self.publish()
+            return Response(await self.store.text.remote(), media_type="text/plain; version=0.0.4")
+
+        async def publish(self):
+            await self.store.report.remote(self.replica, self.metrics.snapshot())
+
+        async def publish_every(self, seconds: float):
+            while True:
+                await asyncio.sleep(seconds)
+                try:
+                    await self.publish()
+                except Exception as e:  # the store restarting: the next snapshot carries the counts
+                    print(f"glimpse: could not publish metrics ({e})", flush=True)
 
         async def serve(self, route: str, model, request, upload, rest: tuple, options: dict, regions=False):
             start, name = time.perf_counter(), model or "-"
+            if self.publishing is None:  # counts exist from the first request on
+                self.publishing = asyncio.create_task(self.publish_every(PUBLISH_S))
             try:
                 name, target = self.model_for(route, model, regions)
                 if route == "search":
@@ -251,11 +270,12 @@ def application(bundles: dict[str, str], indexes: dict, replicas: int, model: Mo
                 raise HTTPError(404, f"no {what} '{name}' serves /v1/{route} (loaded: {', '.join(served) or 'none'})")
             return name, served[name]
 
-    return Glimpse.options(name="glimpse", num_replicas=replicas).bind(asdict(model))
+    store = serve.deployment(MetricsStore).options(name="glimpse-metrics", ray_actor_options={"num_cpus": 0})
+    return Glimpse.options(name="glimpse", num_replicas=replicas).bind(asdict(model), store.bind())
 
 
 class Metrics:
-    """Prometheus metrics of the ingress, in a registry of its own (``GET /metrics``)."""
+    """One replica's Prometheus metrics, in a registry of its own."""
 
     def __init__(self):
         from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -279,10 +299,53 @@ class Metrics:
             registry=self.registry,
         )
 
-    def text(self) -> str:
-        from prometheus_client import generate_latest
+    def snapshot(self) -> list[tuple]:
+        """The current values as plain data: [(family, help, type, [(sample, labels, value), ...]), ...]."""
+        return [
+            (m.name, m.documentation, m.type, [(s.name, tuple(sorted(s.labels.items())), s.value) for s in m.samples])
+            for m in self.registry.collect()
+        ]
 
-        return generate_latest(self.registry).decode()
+
+class MetricsStore:
+    """The latest metrics snapshot of every replica (a deployment of one replica)."""
+
+    def __init__(self):
+        self.snapshots: dict[str, list] = {}
+
+    def report(self, replica: str, snapshot: list) -> None:
+        self.snapshots[replica] = snapshot
+
+    def text(self) -> str:
+        return prometheus_text(self.snapshots.values())
+
+
+def prometheus_text(snapshots) -> str:
+    """Snapshots (``Metrics.snapshot``) summed into one Prometheus exposition: counts, sums and buckets
+    add up; a ``_created`` time is the earliest."""
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.metrics_core import Metric
+
+    families: dict[str, Metric] = {}
+    values: dict[tuple, float] = {}  # (family, sample, labels) -> value, in the order first seen
+    for snapshot in snapshots:
+        for name, documentation, kind, samples in snapshot:
+            families.setdefault(name, Metric(name, documentation, kind))
+            for sample, labels, value in samples:
+                key, seen = (name, sample, labels), values.get((name, sample, labels))
+                values[key] = (
+                    value if seen is None else min(seen, value) if sample.endswith("_created") else seen + value
+                )
+    for (name, sample, labels), value in values.items():
+        families[name].add_sample(sample, dict(labels), value)
+
+    class Summed:
+        def collect(self):
+            return families.values()
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(Summed())
+    return generate_latest(registry).decode()
 
 
 class HTTPError(Exception):

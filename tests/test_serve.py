@@ -6,12 +6,13 @@ import asyncio
 import io
 import json
 import socket
+import time
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from glimpse import gallery
+from glimpse import gallery, serve
 from glimpse.cli import main
 from glimpse.demo import scenes
 from glimpse.demo.m2 import m2_bundle
@@ -39,8 +40,6 @@ def server(tmp_path_factory):
     import ray
     from ray import serve as ray_serve
 
-    from glimpse import serve
-
     out = tmp_path_factory.mktemp("serve")
     quiet = lambda m: None  # noqa: E731
     bundles = {
@@ -56,7 +55,8 @@ def server(tmp_path_factory):
     index = gallery.build(MatchPipeline(bundles["mdan"]), out, files, out / "scenes-index", log=quiet)
     port = free_port()
     limits = serve.Limits(max_body_bytes=MAX_BODY, max_pixels=1_000_000, timeout_s=60)
-    serve.run([str(b.path) for b in bundles.values()], port=port, limits=limits, indexes=[index.path], blocking=False)
+    paths = [str(b.path) for b in bundles.values()]
+    serve.run(paths, port=port, replicas=2, limits=limits, indexes=[index.path], blocking=False)
     yield f"http://127.0.0.1:{port}", bundles, files
     ray_serve.shutdown()
     ray.shutdown()
@@ -159,9 +159,15 @@ def test_each_bad_request_gets_a_4xx_json_error(server):
     assert post(url, "/v1/caption", good).status_code == 200  # still serving
 
 
+def scrape(url) -> str:
+    """/metrics once every replica has published what it answered so far."""
+    time.sleep(2 * serve.PUBLISH_S)
+    return httpx.get(url + "/metrics").text
+
+
 def batch_sizes(url) -> dict:
     """The captioner's batch-size histogram from /metrics: {"count": n, "<le>": cumulative count}."""
-    text = httpx.get(url + "/metrics").text
+    text = scrape(url)
     out = {"count": 0.0, "1.0": 0.0}
     for line in text.splitlines():
         if line.startswith("glimpse_batch_size_") and 'model="sat-bundle"' in line:
@@ -191,3 +197,38 @@ def test_32_concurrent_requests_all_answered(server):
     for i, r in enumerate(responses[:8]):  # batched with others: the caption each gets alone
         alone = post(url, "/v1/caption", images[i % len(images)], beam_size=1 + i % 3).json()
         assert r.json()["tokens"] == alone["tokens"]
+
+
+def answered(text: str) -> float:
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith("glimpse_requests_total"))
+
+
+def test_metrics_are_summed_over_the_replicas(server):
+    """A scrape reaches one of the two replicas; each answers every replica's counts."""
+    url, _, files = server
+    before = answered(scrape(url))
+    for i in range(10):
+        assert post(url, "/v1/caption", files[i % len(files)].read_bytes(), beam_size=1).status_code == 200
+    time.sleep(2 * serve.PUBLISH_S)
+    assert [answered(httpx.get(url + "/metrics").text) - before for _ in range(6)] == [10] * 6
+
+
+def test_prometheus_text_sums_snapshots():
+    a, b = serve.Metrics(), serve.Metrics()
+    a.requests.labels("caption", "sat", 200).inc(3)
+    b.requests.labels("caption", "sat", 200).inc(2)
+    b.requests.labels("vqa", "san", 400).inc()
+    a.batch.labels("sat").observe(4)
+    b.batch.labels("sat").observe(1)
+    text = serve.prometheus_text([a.snapshot(), b.snapshot()])
+    for line in [
+        'glimpse_requests_total{model="sat",route="caption",status="200"} 5.0',
+        'glimpse_requests_total{model="san",route="vqa",status="400"} 1.0',
+        'glimpse_batch_size_bucket{le="2.0",model="sat"} 1.0',
+        'glimpse_batch_size_bucket{le="4.0",model="sat"} 2.0',
+        'glimpse_batch_size_sum{model="sat"} 5.0',
+    ]:
+        assert line in text.splitlines()
+    created = [line for line in text.splitlines() if line.startswith('glimpse_batch_size_created{model="sat"}')]
+    first = min(v for m in (a, b) for f in m.snapshot() for n, _, v in f[3] if n == "glimpse_batch_size_created")
+    assert float(created[0].rsplit(" ", 1)[1]) == first
