@@ -41,7 +41,10 @@ def evaluate(
             bundle.graph_path(graph, p)  # a clear error now if glimpse quantize has not made it
     precisions = ["fp32", *(p for p in precisions if p != "fp32")]
     if bundle.family in ("sat", "m2"):
-        beam_size = beam_size or (5 if bundle.family == "m2" else 3)
+        if beam_size is None:
+            beam_size = 5 if bundle.family == "m2" else 3
+        if beam_size < 1:
+            raise GlimpseError(f"beam size must be at least 1, not {beam_size}")
         return _captions(bundle, precisions, count, beam_size, threads, log)
     if bundle.family in ("saaa", "san", "rdan"):
         return _answers(bundle, precisions, count, threads, log)

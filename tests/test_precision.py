@@ -80,6 +80,8 @@ def test_accuracy_on_the_test_split(quantized, tmp_path, capsys):
 def test_eval_refuses_a_model_of_other_images(small_bundle, capsys):
     assert main(["eval", str(small_bundle), "--precision", "fp32"]) == 2
     assert "not a model of the demo scenes" in capsys.readouterr().err
+    assert main(["eval", str(small_bundle), "--precision", "fp32", "--beam-size", "0"]) == 2
+    assert "beam size must be at least 1, not 0" in capsys.readouterr().err
 
 
 def test_calibration_cache_is_reused(quantized, capsys):
