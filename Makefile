@@ -40,9 +40,11 @@ test: setup
 test-fast: setup
 	$(BIN)/python -m pytest -m "not slow"
 
+# ruff, and the import contract of pyproject.toml (layers; no family imports another)
 lint: setup
 	$(BIN)/ruff check glimpse tests benchmarks
 	$(BIN)/ruff format --check glimpse tests benchmarks
+	$(BIN)/lint-imports
 
 # The benchmark suite on this machine's CPU: the tutorial-size model, then the demo model; one step alone;
 # an M2 caption at the public sizes against upstream's decoding.

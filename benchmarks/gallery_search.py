@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from sat_step import median_ms  # benchmarks/ is on sys.path when a script in it runs
 
-from glimpse.gallery import InnerProductIndex
+from glimpse.runtime.gallery import InnerProductIndex
 from glimpse.runtime.session import cpu_threads
 
 RESULTS = Path(__file__).parent / "results"

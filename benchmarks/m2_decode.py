@@ -1,7 +1,7 @@
 """Cost of an M2 caption: the public stateful decoding against glimpse's graphs, at the public model's size.
 
 The reference is the public test script's ``model.beam_search(images, 20, eos, 5)`` restated in
-glimpse.models.m2_reference: eager PyTorch, every step re-projecting the self-attention keys and values
+glimpse.families.m2.reference: eager PyTorch, every step re-projecting the self-attention keys and values
 of the whole prefix and the cross-attention keys and values of the three encoder levels, and copying
 the encoder output once per beam. glimpse runs encoder.onnx, init.onnx (the cross-attention projections,
 once per image) and step.onnx (one position's projections into fixed-size caches) on ONNX Runtime, with
@@ -26,10 +26,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from glimpse.export.m2 import export_m2
-from glimpse.models.m2 import M2, M2Config, trained_layer_norms
-from glimpse.models.m2_reference import beam_search as public_beam_search
-from glimpse.runtime.m2 import M2Pipeline, pad_regions
+from glimpse.families.m2.export import export_m2
+from glimpse.families.m2.model import M2, M2Config, trained_layer_norms
+from glimpse.families.m2.pipeline import M2Pipeline, pad_regions
+from glimpse.families.m2.reference import beam_search as public_beam_search
 from glimpse.runtime.session import cpu_threads
 from glimpse.vocab import Vocab
 
@@ -78,7 +78,7 @@ def main() -> None:
             return out
 
         def glimpse(batch: int) -> list[list[int]]:
-            return [c.tokens for c in pipe(images, beam_size=beam, max_len=steps, batch_size=batch)]
+            return [c.tokens for c in pipe(images, beam_size=beam, max_length=steps, batch_size=batch)]
 
         rows, tokens = [], {}
         for batch in (1, a.images):

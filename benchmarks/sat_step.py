@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from glimpse.export import onnx as onnx_export
-from glimpse.models.sat import GRAPH_IO, DecoderWithAttention, FusedStepGraph, StepGraph, reference_step
+from glimpse.families.sat.model import GRAPH_IO, DecoderWithAttention, FusedStepGraph, StepGraph, reference_step
 from glimpse.runtime.search import top_candidates
 from glimpse.runtime.session import OnnxRuntimeSession, cpu_threads
 

@@ -86,10 +86,10 @@ def main() -> None:
     import ray
     from ray import serve as ray_serve
 
-    from glimpse import serve
     from glimpse.demo import scenes
-    from glimpse.demo.run import PACKAGED, sat_bundle
+    from glimpse.demo.bundles import PACKAGED, sat_bundle
     from glimpse.runtime.session import cpu_threads
+    from glimpse.serve import app as serve
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--levels", nargs="+", type=int, default=[1, 8, 32, 64], help="concurrent clients")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 from PIL import Image, ImageOps
 
 from glimpse.errors import ImageError
@@ -49,3 +50,20 @@ def image_files(paths) -> list[Path]:
         else:
             out.append(p)
     return out
+
+
+def as_image(image) -> Image.Image:
+    """A path, PIL image or HxW(x3|4) uint8 array -> 8-bit RGB."""
+    if isinstance(image, (str, Path)):
+        return load_image(image)
+    if isinstance(image, Image.Image):
+        return to_rgb(image)
+    array = np.asarray(image)
+    if array.ndim == 2 or (array.ndim == 3 and array.shape[2] in (3, 4)):
+        return to_rgb(Image.fromarray(array.astype(np.uint8)))
+    raise ImageError(f"an image array must be HxW or HxWx3 uint8, not shape {array.shape}")
+
+
+def image_name(image, index: int) -> str:
+    """How results name an input: its path, else its place in the call."""
+    return str(image) if isinstance(image, (str, Path)) else f"<image {index}>"

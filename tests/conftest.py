@@ -16,8 +16,8 @@ def small_checkpoint(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def small_bundle(small_checkpoint, tmp_path_factory):
-    from glimpse.checkpoints.sat import import_sat
-    from glimpse.export.sat import export_sat
+    from glimpse.families.sat.checkpoint import import_sat
+    from glimpse.families.sat.export import export_sat
 
     model, vocab, preprocess = import_sat(*small_checkpoint)
     return export_sat(model, vocab, preprocess, tmp_path_factory.mktemp("b") / "sat18", log=lambda m: None)

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from glimpse.models.m2 import M2, M2Config, trained_layer_norms
+from glimpse.families.m2.model import M2, M2Config, trained_layer_norms
 
 SPECIALS = ["<unk>", "<pad>", "<bos>", "<eos>"]
 
@@ -79,3 +79,9 @@ def write_checkpoint(out_dir: Path, config: M2Config, seed: int = 0, eos_bias: f
         checkpoint,
     )
     return checkpoint, vocab, model
+
+
+def regions(n: int, config: M2Config, seed: int = 0) -> list[np.ndarray]:
+    """n images' detections (n_i, d_in), 10 to 60 of them: padded to 50 and truncated alike."""
+    rng = np.random.default_rng(seed)
+    return [rng.exponential(1.0, (int(rng.integers(10, 61)), config.d_in)).astype(np.float32) for _ in range(n)]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from glimpse.models.sat import settle_batchnorm
+from glimpse.families.sat.model import settle_batchnorm
 
 FIXTURES = Path(__file__).parent / "fixtures" / "tutorial"
 

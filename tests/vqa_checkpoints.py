@@ -6,8 +6,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from glimpse.models.sat import settle_batchnorm
-from glimpse.models.vqa import VQAModel
+from glimpse.families.sat.model import settle_batchnorm
+from glimpse.families.vqa.model import VQAModel
 
 
 def vocab(n_words: int, n_answers: int) -> dict:

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from glimpse.bundle import Bundle, sha256_of
-from glimpse.demo.run import PACKAGED, cached_bundle
+from glimpse.demo.bundles import PACKAGED, cached_bundle
 from glimpse.demo.train_m2 import CHECKPOINT, VOCAB, model_config
 from glimpse.errors import GlimpseError
 
@@ -19,8 +19,8 @@ BEAM = 5  # the public test script's
 
 
 def m2_bundle(checkpoints: Path, out: Path, log: Callable[[str], None]) -> Bundle:
-    from glimpse.checkpoints.m2 import import_m2
-    from glimpse.export.m2 import export_m2
+    from glimpse.families.m2.checkpoint import import_m2
+    from glimpse.families.m2.export import export_m2
 
     checkpoint, vocab = checkpoints / CHECKPOINT, checkpoints / VOCAB
     if not checkpoint.is_file():
@@ -49,11 +49,11 @@ def run(out: Path, checkpoints: Path, count: int, threads: int | None, log: Call
     """Caption ``count`` test scenes from their regions; scores and agreement with the reference."""
     import torch
 
-    from glimpse.checkpoints.m2 import import_m2
     from glimpse.demo import scenes
     from glimpse.demo.metrics import caption_scores
-    from glimpse.models.m2_reference import beam_search
-    from glimpse.runtime.m2 import M2Pipeline
+    from glimpse.families.m2.checkpoint import import_m2
+    from glimpse.families.m2.pipeline import M2Pipeline
+    from glimpse.families.m2.reference import beam_search
 
     bundle = m2_bundle(checkpoints, out / "m2-bundle", log)
     regions, test = scene_regions("test", count, checkpoints)

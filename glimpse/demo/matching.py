@@ -16,11 +16,12 @@ import numpy as np
 
 from glimpse.bundle import Bundle
 from glimpse.demo import scenes
-from glimpse.demo.run import cached_bundle, val_pixels
-from glimpse.demo.train_mdan import CHECKPOINT
+from glimpse.demo.bundles import cached_bundle, val_pixels
 from glimpse.demo.vqa import cnn_file, sources
 
 KS = (1, 5, 10)
+
+CHECKPOINT = "mdan_shapes.pth"  # written by glimpse demo train (train_mdan.py)
 
 
 def test_pairs(count: int, split: str = "test", images: bool = True) -> tuple[list, list[str], np.ndarray]:
@@ -45,8 +46,8 @@ def recall(scores: np.ndarray, relevant: np.ndarray, ks: tuple[int, ...] = KS) -
 
 def mdan_bundle(checkpoints: Path, out: Path, log: Callable[[str], None]) -> Bundle:
     """The demo m-DAN's bundle at ``out/mdan-bundle``."""
-    from glimpse.checkpoints.mdan import import_mdan
-    from glimpse.export.mdan import export_mdan
+    from glimpse.families.mdan.checkpoint import import_mdan
+    from glimpse.families.mdan.export import export_mdan
 
     checkpoint, bundle = checkpoints / CHECKPOINT, out / "mdan-bundle"
 
@@ -69,7 +70,7 @@ def mdan_bundle(checkpoints: Path, out: Path, log: Callable[[str], None]) -> Bun
 
 def run(out: Path, checkpoints: Path, count: int, threads: int | None, log: Callable[[str], None]) -> dict:
     """Retrieval on ``count`` test scenes with ONNX Runtime and the torch backend; print R@K."""
-    from glimpse.runtime.match import MatchPipeline
+    from glimpse.families.mdan.pipeline import MatchPipeline
 
     if not (checkpoints / CHECKPOINT).is_file():
         log(f"no demo m-DAN checkpoint in {checkpoints} (make one with: glimpse demo train --out {checkpoints})")

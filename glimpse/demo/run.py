@@ -9,49 +9,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
-
-from glimpse.bundle import Bundle, is_bundle, sha256_of
+from glimpse.bundle import Bundle
 from glimpse.demo import scenes
-from glimpse.demo.train_sat import CHECKPOINT, IMAGE_SIZE, WORD_MAP
-from glimpse.errors import GlimpseError
-
-PACKAGED = Path(__file__).parent / "checkpoints"
-
-
-def cached_bundle(out: Path, source: dict, export: Callable[[dict], Path], log: Callable[[str], None]) -> Bundle:
-    """The bundle at ``out`` if it was exported from the files whose sha256s ``source`` names (its
-    manifest's source holds them), else ``export(source)``'s: each demo bundle is exported once and
-    reused while its checkpoints are unchanged."""
-    if is_bundle(out) and source.items() <= Bundle(out).manifest["source"].items():
-        log(f"using the bundle exported before: {out}")
-        return Bundle(out)
-    return Bundle(export(source))
-
-
-def val_pixels(preprocess, count: int = 4):
-    """Real scenes for an export's check, besides its noise images: (count, 3, H, W)."""
-    return np.stack([preprocess(s.image(IMAGE_SIZE)) for s in scenes.scenes("val", count)])
-
-
-def sat_bundle(checkpoints: Path, out: Path, log: Callable[[str], None]) -> Bundle:
-    """The bundle of ``checkpoints``' sat model at ``out``."""
-    from glimpse.checkpoints.sat import import_sat
-    from glimpse.export.sat import FUSED_BEAM, export_sat
-
-    checkpoint, word_map = checkpoints / CHECKPOINT, checkpoints / WORD_MAP
-    if not checkpoint.is_file():
-        raise GlimpseError(f"{checkpoint}: no demo checkpoint (make one with: glimpse demo train --out {checkpoints})")
-
-    def export(source: dict) -> Path:
-        log(f"importing {checkpoint} and exporting it to {out}")
-        model, vocab, preprocess = import_sat(checkpoint, word_map, image_size=IMAGE_SIZE)
-        source = {"checkpoint": checkpoint.name, "word_map": word_map.name, **source}
-        return export_sat(
-            model, vocab, preprocess, out, images=val_pixels(preprocess), force=True, source=source, log=log
-        )
-
-    return cached_bundle(out, {"sha256": sha256_of(checkpoint), "fused_beam": FUSED_BEAM}, export, log)
+from glimpse.demo.bundles import PACKAGED, sat_bundle
+from glimpse.demo.train_sat import IMAGE_SIZE
 
 
 def run(
@@ -71,7 +32,7 @@ def run(
     questions with the demo VQA models, retrieve them by their captions with the m-DAN and caption them
     with the demo M2. -> the figures."""
     from glimpse.demo.metrics import caption_scores
-    from glimpse.runtime.caption import CaptionPipeline
+    from glimpse.families.sat.pipeline import CaptionPipeline
 
     out.mkdir(parents=True, exist_ok=True)
     bundle = sat_bundle(checkpoints, out / "sat-bundle", log)
@@ -130,11 +91,11 @@ def run(
 def speed(bundle: Bundle, images: list, beam_size: int, threads: int | None) -> dict:
     """Median ms per image, one image at a time from its PIL image, in this process: caption.py's loop
     on the tutorial modules (eager PyTorch), then glimpse's ONNX Runtime pipeline."""
-    from glimpse.bench import contender
+    from glimpse import families
 
     times = {}
     for name, key in (("reference", "reference_ms"), ("onnxruntime", "glimpse_ms")):
-        caption = contender(name, bundle, "cpu", threads, compile=False)
+        caption = families.get(bundle.family).contender(name, bundle, "cpu", threads, compile=False)
         caption(images[:1], beam_size, 1)  # warm-up
         ms = []
         for image in images:

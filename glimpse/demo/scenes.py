@@ -194,6 +194,15 @@ def scenes(split: str, count: int, start: int = 0) -> list[Scene]:
     return [scene(split, i) for i in range(start, start + count)]
 
 
+def calibration_texts(task: str, count: int = 8) -> list[str]:
+    """What a model of ``task`` reads besides images while it is calibrated: the questions (vqa) or
+    captions (match) of ``count`` validation scenes; nothing for a captioner."""
+    val = scenes("val", count)
+    if task == "vqa":
+        return [q for s in val for q, _ in s.questions]
+    return [c for s in val for c in s.captions] if task == "match" else []
+
+
 def _random_shape(rng: random.Random) -> Shape:
     size = rng.choice(list(SIZES))
     r = rng.uniform(*SIZES[size])

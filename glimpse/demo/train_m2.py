@@ -48,7 +48,7 @@ def itos() -> list[str]:
 
 
 def model_config():
-    from glimpse.models.m2 import M2Config
+    from glimpse.families.m2.model import M2Config
 
     return M2Config(vocab_size=len(itos()), d_model=128, heads=8, d_ff=512, memory=16, d_in=512, regions=16)
 
@@ -75,7 +75,7 @@ def encode(captions: list[str], words: list[str]) -> torch.Tensor:
 def validate(model, regions: torch.Tensor, references: list[list[str]], words: list[str]) -> float:
     """BLEU-4 of greedy captions (M2's search at beam 1, 20 steps)."""
     from glimpse.demo.metrics import caption_scores
-    from glimpse.models.m2_reference import beam_search
+    from glimpse.families.m2.reference import beam_search
 
     model.eval()
     eos = words.index("<eos>")
@@ -96,7 +96,7 @@ def train(
     from tqdm import tqdm
 
     from glimpse.demo.train_vqa import frozen_cnn
-    from glimpse.models.m2 import M2
+    from glimpse.families.m2.model import M2
 
     config = config or TrainConfig()
     out = Path(out)

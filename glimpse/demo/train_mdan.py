@@ -17,10 +17,9 @@ from pathlib import Path
 import torch
 
 from glimpse.demo import scenes
+from glimpse.demo.matching import CHECKPOINT, recall, test_pairs
 from glimpse.demo.train_sat import IMAGE_SIZE, warmup_cosine
 from glimpse.demo.train_vqa import encode, frozen_cnn, scene_grids
-
-CHECKPOINT = "mdan_shapes.pth"
 
 
 @dataclass
@@ -37,7 +36,7 @@ class TrainConfig:
 
 
 def model_config(backbone: str, vision_features: int):
-    from glimpse.models.mdan import MDANConfig
+    from glimpse.families.mdan.model import MDANConfig
 
     return MDANConfig(
         backbone=backbone,
@@ -61,9 +60,8 @@ def train(
     ``out/mdan_shapes.pth``."""
     from tqdm import tqdm
 
-    from glimpse.checkpoints.mdan import tokenize
-    from glimpse.demo.matching import recall, test_pairs
-    from glimpse.models.mdan import MDAN, ranking_loss
+    from glimpse.families.mdan.checkpoint import tokenize
+    from glimpse.families.mdan.model import MDAN, ranking_loss
 
     config = config or TrainConfig()
     out = Path(out)

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from glimpse.demo import scenes
-from glimpse.models.sat import SATConfig, ShowAttendTell, StepGraph
+from glimpse.families.sat.model import SATConfig, ShowAttendTell, StepGraph
 from glimpse.preprocess import Preprocess
 
 CHECKPOINT = "BEST_checkpoint_shapes.pth.tar"
@@ -110,7 +110,7 @@ def training_batch(step: int, size: int, wm: dict, preprocess: Preprocess, rng: 
 def validate(model: ShowAttendTell, wm: dict, preprocess: Preprocess, count: int) -> float:
     """BLEU-4 of greedy captions of ``count`` validation scenes."""
     from glimpse.demo.metrics import caption_scores
-    from glimpse.runtime.caption import CaptionPipeline
+    from glimpse.families.sat.pipeline import CaptionPipeline
     from glimpse.vocab import Vocab
 
     itos = sorted(wm, key=wm.get)
@@ -127,7 +127,7 @@ def train(out: str | Path, config: TrainConfig | None = None, log: Callable[[str
     config = config or TrainConfig()
     from tqdm import tqdm
 
-    from glimpse.checkpoints.sat import save_tutorial_checkpoint
+    from glimpse.families.sat.checkpoint import save_tutorial_checkpoint
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -25,11 +25,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from glimpse import families
 from glimpse.demo import scenes
 from glimpse.demo.train_sat import IMAGE_SIZE, warmup_cosine
 from glimpse.preprocess import Preprocess
 
-FAMILIES = ("saaa", "san", "rdan")
+FAMILIES = tuple(families.names("vqa"))
 CNN = "cnn_shapes.pth"  # the captioner's ResNet as a torchvision state dict (glimpse demo writes it)
 
 
@@ -51,9 +52,9 @@ class TrainConfig:
 
 def model_config(family: str, backbone: str, vision_features: int):
     """Small heads over the captioner's 512 x 4 x 4 grid."""
-    from glimpse.models.rdan import RDANConfig
-    from glimpse.models.saaa import SAAAConfig
-    from glimpse.models.san import SANConfig
+    from glimpse.families.vqa.rdan import RDANConfig
+    from glimpse.families.vqa.saaa import SAAAConfig
+    from glimpse.families.vqa.san import SANConfig
 
     common = {"backbone": backbone, "caffe": False, "image_size": IMAGE_SIZE, "vision_features": vision_features}
     common |= {"tokens": len(scenes.question_words()) + 1, "answers": len(scenes.ANSWERS), "embedding_features": 64}
@@ -78,8 +79,8 @@ def preprocess() -> Preprocess:
 def cnn_state_dict(checkpoints: Path) -> dict:
     """The demo captioner's ResNet (the tutorial's ``encoder.resnet`` Sequential) under torchvision's
     names, in float32: what a VQA checkpoint's ``--cnn`` expects."""
-    from glimpse.checkpoints.sat import load_sat_weights
     from glimpse.demo.train_sat import CHECKPOINT
+    from glimpse.families.sat.checkpoint import load_sat_weights
 
     encoder, _, _ = load_sat_weights(checkpoints / CHECKPOINT)
     names = {"0": "conv1", "1": "bn1", "4": "layer1", "5": "layer2", "6": "layer3", "7": "layer4"}
@@ -93,7 +94,7 @@ def cnn_state_dict(checkpoints: Path) -> dict:
 def encode(texts: list[str], table: dict[str, int], tokenize=None) -> tuple[torch.Tensor, torch.Tensor]:
     """-> tokens (N, T) int64 zero-padded, lengths (N,), by ``tokenize`` (default: the VQA tokeniser,
     which drops the '?')."""
-    from glimpse.checkpoints.vqa import tokenize as question_words
+    from glimpse.families.vqa.checkpoint import tokenize as question_words
 
     ids = [[table.get(w, 0) for w in (tokenize or question_words)(q)] for q in texts]
     lengths = torch.tensor([len(i) for i in ids])
@@ -117,7 +118,7 @@ def scene_grids(cnn, split: str, count: int) -> tuple[torch.Tensor, list]:
 
 def frozen_cnn(checkpoints: Path) -> tuple[torch.nn.Module, str]:
     """The demo captioner's ResNet as a VQA trunk in eval mode, and its depth."""
-    from glimpse.models.cnn import Trunk, infer_backbone
+    from glimpse.nn.cnn import Trunk, infer_backbone
 
     cnn_sd = cnn_state_dict(checkpoints)
     backbone = infer_backbone(cnn_sd)
@@ -170,7 +171,7 @@ def train(
     """Train each family on the grids of ``checkpoints``' captioner and write ``out/<family>_shapes.pth``."""
     from tqdm import tqdm
 
-    from glimpse.checkpoints.vqa import model_class
+    from glimpse.families.vqa.checkpoint import model_class
 
     config = config or TrainConfig()
     out = Path(out)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from glimpse.bundle import Bundle, sha256_of
 from glimpse.demo import scenes
-from glimpse.demo.run import cached_bundle, val_pixels
+from glimpse.demo.bundles import cached_bundle, val_pixels
 from glimpse.demo.train_vqa import CNN, FAMILIES, checkpoint_name, cnn_state_dict
 
 KINDS = ("count", "colour", "size", "shape", "exists", "position")
@@ -36,8 +36,8 @@ def sources(checkpoints: Path, checkpoint: Path) -> dict:
 
 def vqa_bundle(family: str, checkpoints: Path, out: Path, log: Callable[[str], None]) -> Bundle:
     """The bundle of ``family``'s demo checkpoint at ``out/<family>-bundle``."""
-    from glimpse.checkpoints.vqa import import_vqa
-    from glimpse.export.vqa import export_vqa
+    from glimpse.families.vqa.checkpoint import import_vqa
+    from glimpse.families.vqa.export import export_vqa
 
     checkpoint, bundle = checkpoints / checkpoint_name(family), out / f"{family}-bundle"
 
@@ -75,7 +75,7 @@ def accuracy(predicted: list[str], truth: list[str], kinds: list[str]) -> dict:
 def run(out: Path, checkpoints: Path, count: int, threads: int | None, log: Callable[[str], None]) -> dict:
     """Answer every question of ``count`` test scenes with each family's demo model; print the
     accuracy table and the torch backend's agreement. -> {family: figures}."""
-    from glimpse.runtime.vqa import VQAPipeline
+    from glimpse.families.vqa.pipeline import VQAPipeline
 
     families = [f for f in FAMILIES if (checkpoints / checkpoint_name(f)).is_file()]
     if not families:

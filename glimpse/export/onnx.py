@@ -33,7 +33,7 @@ class Graph:
     inputs: dict[str, torch.Tensor]
     outputs: list[str]
     dynamic: dict[str, dict[int, str]] = field(default_factory=dict)  # input -> {axis: axis name}
-    lstm_lengths: str | None = None  # an input to give every LSTM as its sequence_lens (glimpse.models.vqa)
+    lstm_lengths: str | None = None  # an input to give every LSTM as its sequence_lens (glimpse.families.vqa.model)
 
     @property
     def file(self) -> str:
@@ -137,6 +137,15 @@ def synthetic_images(preprocess, n: int = 2, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     h, w = preprocess.output_size
     return np.stack([preprocess(Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8))) for _ in range(n)])
+
+
+def example_texts(tokens: int, n: int = 6, words: int = 9, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """n padded random texts (questions, sentences) of lengths 1 .. words, unsorted: (tokens (n, T), lengths (n,))."""
+    rng = np.random.default_rng(seed)
+    lengths = rng.permutation(np.linspace(1, words, n).round().astype(np.int64))
+    ids = rng.integers(1, tokens, (n, words))
+    ids[np.arange(words)[None, :] >= lengths[:, None]] = 0
+    return ids, lengths
 
 
 def write_bundle(

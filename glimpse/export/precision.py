@@ -86,41 +86,21 @@ def to_int8(src: Path, dst: Path, feeds: list[dict[str, np.ndarray]], cache: Pat
     )
 
 
-def recorded_feeds(bundle: Bundle, inputs: np.ndarray, beam: int = 3, batch: int = 8) -> dict[str, list]:
-    """Each graph's inputs while the fp32 bundle runs on ``inputs`` (the encoder's: pixels (N, 3, H, W),
-    or an m2 bundle's regions (N, R, d)): {graph: [feed, ...]}. A captioner captions them (M2 for at
-    most the public test script's 20 steps); a VQA model answers the demo scenes' questions about them, a matching
-    model embeds them and the demo scenes' captions (text of every kind and length, in words the
-    demo vocabularies know)."""
-    from glimpse.demo import scenes
-    from glimpse.runtime.pipelines import open_pipeline
-
-    pipe = open_pipeline(bundle)
+def recorded_feeds(pipe, run: Callable, inputs: np.ndarray, batch: int = 8) -> dict[str, list]:
+    """Each graph's inputs while ``run(pipe, chunk, offset)`` serves ``inputs`` (what the encoder reads) in chunks
+    of ``batch``: {graph: [feed, ...]}. ``run`` is the family's ``calibrate``: a captioner decodes, a VQA
+    or matching model reads texts with the images."""
     feeds: dict[str, list] = {name: [] for name in pipe.sessions}
     for name, session in pipe.sessions.items():
-        run = session.run
+        original = session.run
 
-        def recording(inputs, run=run, name=name):
+        def recording(inputs, original=original, name=name):
             feeds[name].append({k: np.ascontiguousarray(v) for k, v in inputs.items()})
-            return run(inputs)
+            return original(inputs)
 
         session.run = recording
-    val = scenes.scenes("val", 8)
     for i in range(0, len(inputs), batch):
-        chunk = inputs[i : i + batch]
-        if bundle.family == "m2":
-            pipe.decode(chunk, beam, min(20, bundle.config["max_len"]))
-        elif bundle.family == "sat":
-            pipe.decode(chunk, beam, fused=False)
-            if "step_fused" in pipe.sessions:
-                pipe.decode(chunk, beam, fused=True)
-        elif bundle.family == "mdan":
-            pipe.sessions["image_embed"].run(pipe.sessions["encoder"].run({"image": chunk}))
-            pipe.embed_texts([c for s in val for c in s.captions])
-        else:
-            grids = pipe.sessions["encoder"].run({"image": chunk})["grid"]
-            questions = [q for s in val for q, _ in s.questions]
-            pipe.answer_batch(grids, [pipe.read(questions[(i + n) % len(questions)]).ids for n in range(len(grids))])
+        run(pipe, inputs[i : i + batch], i)
     return feeds
 
 
@@ -133,10 +113,13 @@ def calibration_cache(bundle: Bundle, name: str, inputs: np.ndarray) -> Path:
     return bundle.path / CALIBRATION / f"{name}-{key.hexdigest()[:16]}.json"
 
 
-def quantize(bundle: Bundle, precision: str, inputs: np.ndarray, log: Callable[[str], None] = print) -> Bundle:
+def quantize(
+    bundle: Bundle, precision: str, inputs: np.ndarray, record: Callable, log: Callable[[str], None] = print
+) -> Bundle:
     """Write ``<graph>.<precision>.onnx`` for every graph of ``bundle``, measure each against fp32 on
-    the inputs seen while running the first calibration images (``inputs``: what the encoder reads,
-    see ``recorded_feeds``), and record them in the manifest."""
+    the inputs seen while running the first calibration images (``inputs``: what the encoder reads;
+    ``record(inputs)`` -> {graph: [feed, ...]}, see ``glimpse.families.recorder``), and record them in the
+    manifest."""
     from glimpse.runtime.session import OnnxRuntimeSession
 
     if precision not in PRECISIONS:
@@ -145,7 +128,7 @@ def quantize(bundle: Bundle, precision: str, inputs: np.ndarray, log: Callable[[
     calibrate = precision == "int8" and not all(c.is_file() for c in caches.values())
     if precision == "int8" and not calibrate:
         log(f"reusing the calibration cache of these {len(inputs)} images ({CALIBRATION}/)")
-    feeds = recorded_feeds(bundle, inputs if calibrate else inputs[:CHECK_IMAGES])
+    feeds = record(inputs if calibrate else inputs[:CHECK_IMAGES])
     manifest = json.loads((bundle.path / MANIFEST).read_text())
     for name in bundle.graphs:
         src = bundle.graph_path(name)

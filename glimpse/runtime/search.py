@@ -13,7 +13,7 @@ The beam search restates caption.py's ``caption_image_beam_search`` for a batch:
 * scores are cumulative sums of log-probs; at the first step only beam 0 is expanded (all beams
   hold the same start state); later the top ``width`` of the live beams' width x V candidates win;
 * a winner that is ``<end>`` leaves the beam with its raw score and the live width shrinks by one;
-* decoding stops when no beam is live or after ``max_steps`` steps (51: the tutorial breaks after
+* decoding stops when no beam is live or after ``max_length`` steps (51: the tutorial breaks after
   the step that follows step 50);
 * the result is the finished hypothesis with the best score (raw sum unless ``length_penalty``);
   where none finished, the best live one (the tutorial crashes there: ``max()`` of an empty list).
@@ -24,9 +24,38 @@ Live beams are kept compacted in slots 0..width-1 in rank order, so the step run
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
+
+from glimpse.errors import GlimpseError
+
+
+@dataclass(frozen=True)
+class SearchOptions:
+    """How a captioner decodes. Each option has this one name in the Python API (the captioning pipelines'
+    keywords), the CLI (--beam-size, --max-length, --length-penalty, --nbest) and the HTTP API (the form
+    fields of /v1/caption)."""
+
+    beam_size: int = 5
+    max_length: int | None = None  # most tokens generated; None: the family's default
+    length_penalty: float = 0.0  # rank by score / length**P; 0: the raw sum, as the public code ranks
+    nbest: int = 1  # the N best captions, best first
+    sampling: dict | None = None  # temperature, top_k, top_p, seed: sampling instead of beam search
+
+    def checked(self, vocab_size: int, default_length: int, longest: int | None = None) -> SearchOptions:
+        """These options with ``max_length`` filled in (``default_length``), once the beam size and length
+        are known to fit a vocabulary of ``vocab_size`` and (where the model has one) a ``longest`` length."""
+        if not 1 <= self.beam_size <= vocab_size:
+            raise GlimpseError(
+                f"beam size must be between 1 and the vocabulary size {vocab_size}, not {self.beam_size}"
+            )
+        max_length = default_length if self.max_length is None else self.max_length
+        if max_length < 1:
+            raise GlimpseError(f"max length must be at least 1, not {max_length}")
+        if longest is not None and max_length > longest:
+            raise GlimpseError(f"max length must be between 1 and {longest} (the position table)")
+        return replace(self, max_length=max_length)
 
 
 @dataclass
@@ -78,7 +107,7 @@ def beam_search(
     start: int,
     end: int,
     beam_size: int = 5,
-    max_steps: int = 51,
+    max_length: int = 51,
     length_penalty: float = 0.0,
     nbest: int = 1,
 ) -> list[SearchResult]:
@@ -96,7 +125,7 @@ def beam_search(
     alphas: np.ndarray | None = None
     finished: list[list[Hypothesis]] = [[] for _ in range(batch)]
     steps = 0
-    while steps < max_steps and len(images):
+    while steps < max_length and len(images):
         steps += 1
         w = int(width.max())  # live beams sit in slots 0..width-1: run the step on w slots only
         logprobs, new_state, alpha = step(tokens[:, :w], {n: s[:, :w] for n, s in state.items()}, images)
@@ -136,7 +165,7 @@ def beam_search(
     results = []
     for b in range(batch):
         pool = sorted(finished[b], key=lambda h: -h.ranked(length_penalty))
-        if not pool:  # nothing finished (max_steps reached): fall back to the live beams
+        if not pool:  # nothing finished (max_length reached): fall back to the live beams
             (r,) = np.nonzero(images == b)[0]
             pool = [
                 Hypothesis(seqs[r, j].tolist(), float(scores[r, j]), False, None if alphas is None else alphas[r, j])
@@ -156,12 +185,12 @@ def fused_beam_search(
     step,
     feeds: dict,
     batch: int,
-    max_steps: int = 51,
+    max_length: int = 51,
     length_penalty: float = 0.0,
     nbest: int = 1,
     host=np.asarray,
 ) -> list[SearchResult]:
-    """``beam_search`` over a step that selects its own beams (``glimpse.models.sat.FusedStepGraph``):
+    """``beam_search`` over a step that selects its own beams (``glimpse.families.sat.model.FusedStepGraph``):
 
         step(feeds) -> {next_tokens, parents, next_scores, ended (B, K), next_width (B,), h_next, c_next, alpha}
 
@@ -172,7 +201,7 @@ def fused_beam_search(
     until the end, where the hypotheses are read by following the parents back. The results equal
     ``beam_search``'s at the same beam size, finished hypotheses in the same order."""
     kept = []
-    for _ in range(max_steps):
+    for _ in range(max_length):
         out = step(feeds)
         kept.append({n: out[n] for n in KEPT})
         width = host(out["next_width"])
@@ -210,9 +239,9 @@ def _set_front(full: np.ndarray, front: np.ndarray) -> np.ndarray:
     return out
 
 
-def greedy(step, state, batch, start, end, max_steps=51) -> list[SearchResult]:
+def greedy(step, state, batch, start, end, max_length=51) -> list[SearchResult]:
     """The most probable token at each step: the tutorial's beam search with one beam."""
-    return beam_search(step, state, batch, start, end, beam_size=1, max_steps=max_steps)
+    return beam_search(step, state, batch, start, end, beam_size=1, max_length=max_length)
 
 
 def sample(
@@ -221,7 +250,7 @@ def sample(
     batch: int,
     start: int,
     end: int,
-    max_steps: int = 51,
+    max_length: int = 51,
     temperature: float = 1.0,
     top_k: int = 0,
     top_p: float = 1.0,
@@ -239,7 +268,7 @@ def sample(
     live = np.ones(batch, bool)
     alphas: list[list[np.ndarray]] = [[] for _ in range(batch)]
     steps = 0
-    while steps < max_steps and live.any():
+    while steps < max_length and live.any():
         steps += 1
         logprobs, state, alpha = step(tokens, state, np.arange(batch))
         lp = logprobs[:, 0].astype(np.float64)  # (B, V)

@@ -8,7 +8,7 @@ with TensorRT). Engines are kept in the bundle, keyed by what makes a plan valid
     engines/sm<compute capability>-trt<TensorRT version>/<graph>.<precision>.<graph sha256[:16]>.plan
 
 with one timing cache per directory, so a rebuild (another precision, a changed graph) reuses timings.
-Each graph gets one optimisation profile from ``glimpse.profiles`` (image and beam axes). A session runs
+Each graph gets one optimisation profile from ``glimpse.runtime.profiles`` (image and beam axes). A session runs
 its plan with ``execute_async_v3`` on its own stream over torch CUDA buffers, and captures a CUDA graph
 per input shape where capture succeeds.
 
@@ -26,7 +26,7 @@ import numpy as np
 
 from glimpse.bundle import Bundle
 from glimpse.errors import BackendUnavailable, BundleError
-from glimpse.profiles import profile
+from glimpse.runtime.profiles import profile
 from glimpse.runtime.session import Session
 
 INSTALL = "pip install tensorrt polygraphy --extra-index-url https://pypi.nvidia.com"

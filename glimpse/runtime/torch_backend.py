@@ -6,10 +6,12 @@ weights.pt (a plain state dict, loaded with ``weights_only=True``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from glimpse.bundle import Bundle
-from glimpse.errors import BackendUnavailable, BundleError
+from glimpse.errors import BackendUnavailable
 from glimpse.runtime.session import Session
 
 
@@ -56,27 +58,24 @@ class TorchSession(Session):
         return x.to(self.device, non_blocking=True)
 
 
-def build_model(family: str, config: dict):
-    """A family's reference module, untrained, from a bundle's config."""
-    from glimpse.models import m2, mdan, rdan, saaa, san, sat
+def reference_module(model, bundle: Bundle):
+    """``model`` (a family's reference module built from ``bundle.config``) with the bundle's weights, in eval
+    mode."""
+    import torch
 
-    models = {
-        "sat": (sat.SATConfig, sat.ShowAttendTell),
-        "saaa": (saaa.SAAAConfig, saaa.SAAA),
-        "san": (san.SANConfig, san.SAN),
-        "rdan": (rdan.RDANConfig, rdan.RDAN),
-        "mdan": (mdan.MDANConfig, mdan.MDAN),
-        "m2": (m2.M2Config, m2.M2),
-    }
-    if family not in models:
-        raise BundleError(f"the torch backend does not run family '{family}' yet")
-    config_class, model_class = models[family]
-    return model_class(config_class(**config))
+    model.load_state_dict(torch.load(bundle.file_path("weights"), map_location="cpu", weights_only=True))
+    return model.eval()
 
 
 def torch_sessions(
-    bundle: Bundle, names: list[str], device: str = "cpu", threads: int | None = None, cuda_graphs: bool = False
+    bundle: Bundle,
+    names: list[str],
+    modules: Callable[[Bundle], dict],
+    device: str = "cpu",
+    threads: int | None = None,
+    cuda_graphs: bool = False,
 ) -> dict:
+    """``modules(bundle)`` -> {graph: the family's reference module of that graph, with the bundle's weights}."""
     try:
         import torch
     except ImportError:
@@ -88,11 +87,7 @@ def torch_sessions(
         torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
     if threads:
         torch.set_num_threads(threads)
-    model = build_model(bundle.family, bundle.config)
-    state = torch.load(bundle.file_path("weights"), map_location="cpu", weights_only=True)
-    model.load_state_dict(state)
-    model.eval()
-    graphs = model.graphs(end=bundle.manifest["special_tokens"]["end"]) if bundle.family == "sat" else model.graphs()
+    graphs = modules(bundle)
     return {
         n: TorchSession(
             graphs[n],

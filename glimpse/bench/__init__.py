@@ -1,0 +1,1 @@
+"""``glimpse bench``: the benchmark suite (run.py) and its report (report.py)."""

@@ -1,0 +1,7 @@
+"""``python -m glimpse.cli``: the ``glimpse`` command."""
+
+import sys
+
+from glimpse.cli import main
+
+sys.exit(main())

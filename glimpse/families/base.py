@@ -1,0 +1,78 @@
+"""What glimpse knows of one model family, in one place: ``Family``.
+
+Each family folder defines its ``Family`` (in its ``__init__.py``, which imports nothing heavy: torch and
+the family's modules are imported when a method runs), and ``glimpse.families`` registers it. The CLI,
+serve, quantize, eval, check and bench read the registry; none of them names a family.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from glimpse.errors import GlimpseError
+
+
+class Family:
+    name: str  # in the CLI (glimpse export NAME), the bundle's manifest and the HTTP API's model list
+    task: str  # caption | vqa | match: the command and the HTTP route that serve it
+    title: str  # one line: the paper and the public implementation whose checkpoints it imports
+    description: str  # what `glimpse export NAME` writes (its --help)
+    example: str  # a `glimpse export NAME ...` command line
+    reads: str = "images"  # what its encoder reads: images, or (m2) detection regions
+    demo_beam: int = 3  # captioners: the beam glimpse demo and glimpse eval decode with
+
+    def add_import_arguments(self, parser: argparse.ArgumentParser) -> None:
+        """The arguments that name the checkpoint files and the facts they do not hold."""
+        raise NotImplementedError
+
+    def export(self, args: argparse.Namespace, images: Callable, log: Callable[[str], None]) -> Path:
+        """Import the checkpoint ``args`` names and write its bundle to ``args.out``, each graph checked
+        against the reference modules, also on ``images(preprocess)``: the user's real images (``--images``)
+        preprocessed as the model reads them, (N, 3, H, W), or None."""
+        raise NotImplementedError
+
+    def pipeline(self, bundle, **options):
+        """A pipeline over ``bundle``; ``options``: backend, device, threads, precision, cuda_graphs."""
+        raise NotImplementedError
+
+    def calibrate(self, pipe, inputs: np.ndarray, texts: list[str], beam: int, offset: int) -> None:
+        """Run ``pipe`` over calibration ``inputs`` (what the encoder reads; the chunk that starts at input
+        ``offset``) as serving would, so that its sessions see real inputs: captioners decode them at
+        ``beam``; VQA and matching models read ``texts`` (questions or sentences) with them."""
+        raise NotImplementedError
+
+    def contender(self, name: str, bundle, device: str, threads: int | None, compile: bool) -> Callable:
+        """For glimpse bench and the demo: ``name`` ("reference", the public implementation's own decoding,
+        or one of ``glimpse.runtime.pipeline.CONTENDERS``) over ``bundle`` -> caption(images, beam, batch)
+        -> seconds per phase (``PHASES``, summed over the images) and decode steps."""
+        raise GlimpseError(f"glimpse bench has no contenders for {self.name} bundles (benchmarks/ has their own)")
+
+    def __repr__(self) -> str:
+        return f"<family {self.name}: {self.title}>"
+
+
+def add_cnn_arguments(parser, caffe: bool) -> None:
+    """The CNN whose grid the model reads, and how images were fed to it: not in the checkpoint."""
+    parser.add_argument("--cnn", required=True, help="the ResNet state dict the image features came from")
+    parser.add_argument(
+        "--caffe",
+        action=argparse.BooleanOptionalAction,
+        default=None if caffe else False,
+        help="the CNN is the Caffe-ported ResNet (stride in the first 1x1 convolution, ceil-mode max-pool);"
+        f" default: {'yes, as pytorch-vqa used' if caffe else 'no'}",
+    )
+    parser.add_argument(
+        "--image-size",
+        type=int,
+        help="center crop the features were computed at (default: the checkpoint's config, else 448)",
+    )
+    parser.add_argument(
+        "--central-fraction",
+        type=float,
+        help="images are resized to image-size / this, then center-cropped (default: the checkpoint's config,"
+        " else 0.875, pytorch-vqa's)",
+    )

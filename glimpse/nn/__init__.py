@@ -1,0 +1,1 @@
+"""Torch building blocks the families share: CNN backbones and beam-search helpers."""

@@ -1,0 +1,1 @@
+"""``glimpse serve``: bundles behind HTTP on Ray Serve (the ``serve`` extra); see app.py."""
