@@ -24,7 +24,9 @@ class Serve(Tool):
     )
 
     def add_arguments(self, s):
-        s.add_argument("bundles", nargs="+", metavar="BUNDLE", help="bundle directories; each model is named after its")
+        s.add_argument(
+            "bundles", nargs="+", metavar="BUNDLE", help="bundle directories; each model is named after its directory"
+        )
         s.add_argument(
             "--index",
             action="append",

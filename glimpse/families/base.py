@@ -46,10 +46,47 @@ class Family:
         raise NotImplementedError
 
     def contender(self, name: str, bundle, device: str, threads: int | None, compile: bool) -> Callable:
-        """For glimpse bench and the demo: ``name`` ("reference", the public implementation's own decoding,
-        or one of ``glimpse.runtime.pipeline.CONTENDERS``) over ``bundle`` -> caption(images, beam, batch)
-        -> seconds per phase (``PHASES``, summed over the images) and decode steps."""
-        raise GlimpseError(f"glimpse bench has no contenders for {self.name} bundles (benchmarks/ has their own)")
+        """For glimpse bench and the demo, a captioner of images timed: ``name`` ("reference", the public
+        implementation's own loop, or one of ``glimpse.runtime.pipeline.CONTENDERS``, glimpse's pipeline on a
+        backend and precision) over ``bundle`` -> caption(images, beam, batch) -> seconds per phase
+        (``PHASES``, summed over the images) and decode steps."""
+        import time
+
+        from glimpse.runtime.pipeline import CONTENDERS, PHASES
+
+        if self.task != "caption" or self.reads != "images":
+            raise GlimpseError(f"glimpse bench times captioners of images, not {self.name} (benchmarks/ has its own)")
+        if name == "reference":
+            return self.reference(bundle, device, threads)
+        if name not in CONTENDERS:
+            raise GlimpseError(f"unknown contender '{name}' (choose from reference, {', '.join(CONTENDERS)})")
+        backend, precision, cuda_graphs = CONTENDERS[name]
+        pipe = self.pipeline(
+            bundle, backend=backend, device=device, threads=threads, precision=precision, cuda_graphs=cuda_graphs
+        )
+        if compile and name == "torch":
+            import torch
+
+            for session in pipe.sessions.values():
+                session.module = torch.compile(session.module, dynamic=True)
+
+        def caption(images, beam, batch):
+            total = dict.fromkeys(PHASES, 0.0) | {"steps": 0}
+            for i in range(0, len(images), batch):
+                t = time.perf_counter()
+                pixels = np.stack([bundle.preprocess(im) for im in images[i : i + batch]])
+                total["preprocess"] += time.perf_counter() - t
+                timings: dict = {}
+                pipe.decode(pixels, beam, timings=timings)
+                for k, v in timings.items():
+                    total[k] += v
+            return total
+
+        return caption
+
+    def reference(self, bundle, device: str, threads: int | None) -> Callable:
+        """The public implementation's own captioning loop on the reference modules, timed as ``contender``."""
+        raise GlimpseError(f"glimpse bench has no reference loop for {self.name} bundles")
 
     def __repr__(self) -> str:
         return f"<family {self.name}: {self.title}>"

@@ -73,10 +73,10 @@ class ShowAttendTell(Family):
 
         return CaptionPipeline(bundle, **options)
 
-    def contender(self, name, bundle, device, threads, compile):
-        from glimpse.families.sat.contenders import contender
+    def reference(self, bundle, device, threads):
+        from glimpse.families.sat.contenders import reference
 
-        return contender(name, bundle, device, threads, compile)
+        return reference(bundle, device, threads)
 
     def calibrate(self, pipe, inputs, texts, beam, offset):
         pipe.decode(inputs, beam, fused=False)
