@@ -13,7 +13,9 @@ class Serve(Tool):
     Each bundle is a Ray Serve deployment with --replicas replicas; concurrent requests to a replica are batched
     (up to --max-batch-size, waiting at most --batch-wait-ms), one batched call per set of options, so batching
     never changes a result. A local Ray is started, or --address joins a cluster (ray start --head; workers: ray
-    start --address HEAD:6379; then glimpse serve ... --address auto --replicas N).
+    start --address HEAD:6379; then glimpse serve ... --address auto --replicas N). With --device cuda each
+    replica asks Ray for --gpus-per-replica GPUs (default 1), so Ray places it on a GPU node, and holds its own
+    sessions (for tensorrt: engines, execution contexts and CUDA graphs).
     """
 
     name = "serve"
@@ -21,6 +23,7 @@ class Serve(Tool):
         "glimpse serve sat-bundle",
         "curl -F image=@photo.jpg -F beam_size=3 http://127.0.0.1:8000/v1/caption",
         "glimpse serve sat-bundle san-bundle --replicas 2 --port 8080",
+        "glimpse serve sat-bundle --backend tensorrt --device cuda --replicas 2 --gpus-per-replica 0.5",
     )
 
     def add_arguments(self, s):
@@ -40,6 +43,13 @@ class Serve(Tool):
         s.add_argument("--max-batch-size", type=int, default=16, help="requests batched together (default 16)")
         s.add_argument("--batch-wait-ms", type=float, default=5.0, help="longest wait for a batch to fill (default 5)")
         add_runtime_arguments(s, threads="CPU threads per replica (default: all cores)")
+        s.add_argument(
+            "--gpus-per-replica",
+            type=float,
+            default=None,
+            help="GPUs Ray reserves for each replica with --device cuda (default 1; a fraction such as 0.5 places"
+            " replicas on a shared GPU, each with its own engines and contexts)",
+        )
         s.add_argument("--max-body-mb", type=int, default=20, help="largest upload in MiB (default 20; larger: 413)")
         s.add_argument("--max-pixels", type=int, default=40_000_000, help="largest image, width x height (default 40M)")
         s.add_argument(
@@ -57,6 +67,7 @@ class Serve(Tool):
             threads=args.threads,
             max_batch_size=args.max_batch_size,
             batch_wait_ms=args.batch_wait_ms,
+            gpus_per_replica=args.gpus_per_replica,
         )
         limits = serve.Limits(args.max_body_mb << 20, args.max_pixels, args.timeout)
         log(f"serving {len(args.bundles)} bundle(s) on http://{args.host}:{args.port} (Ctrl-C stops)")

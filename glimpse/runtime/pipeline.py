@@ -50,7 +50,7 @@ def open_sessions(
     if backend == "tensorrt":
         from glimpse.runtime.tensorrt import tensorrt_sessions
 
-        return tensorrt_sessions(bundle, names, precision, device if device != "cpu" else "cuda", cuda_graphs)
+        return tensorrt_sessions(bundle, names, precision, device, cuda_graphs)  # refuses 'cpu' in one line
     if precision != "fp32":
         raise GlimpseError(f"the {backend} backend runs fp32 only; {precision} graphs run on onnxruntime or tensorrt")
     if backend == "torch":

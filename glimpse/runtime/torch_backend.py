@@ -12,21 +12,41 @@ import numpy as np
 
 from glimpse.bundle import Bundle
 from glimpse.errors import BackendUnavailable
+from glimpse.runtime import profiles
+from glimpse.runtime.cuda_graphs import CapturedCall, GraphCache, pad, unpad
 from glimpse.runtime.session import Session
+
+HIGH = {axis: r[2] for axis, r in profiles.AXIS_RANGES.items()}  # torch has no profile: pad within the engines'
 
 
 class TorchSession(Session):
-    """A reference graph module on ``device``. On CUDA with ``cuda_graphs``, each new set of input
-    shapes is captured once as a CUDA graph over static input buffers and replayed after that: one
-    launch per call instead of one per kernel."""
+    """A reference graph module on ``device``. On CUDA with ``cuda_graphs``, a set of input shapes that
+    comes back is captured as a CUDA graph over static input buffers and replayed after that: one launch
+    per call instead of one per kernel. ``dims`` {input or output: manifest shape (int | axis name)}, where
+    given, lets inputs be padded to a few bucketed shapes (``glimpse.runtime.cuda_graphs``)."""
 
-    def __init__(self, module, inputs: list[str], outputs: list[str], device: str = "cpu", cuda_graphs: bool = False):
+    def __init__(
+        self,
+        module,
+        inputs: list[str],
+        outputs: list[str],
+        device: str = "cpu",
+        cuda_graphs: bool = False,
+        dims: dict[str, list] | None = None,
+    ):
         import torch
 
         self.torch = torch
         self.module = module.to(device).eval()
         self.input_names, self.output_names, self.device = inputs, outputs, device
-        self.graphs: dict | None = {} if cuda_graphs and device.startswith("cuda") else None
+        self.dims = dims or {}
+        graph = {"outputs": [{"shape": self.dims.get(n, ["?"])} for n in outputs]}  # "?": unknown, never padded
+        self.axes = profiles.padded_axes(graph) if dims else ()
+        self.graphs = None
+        if cuda_graphs and device.startswith("cuda"):
+            self.graphs = GraphCache(release=lambda call: torch.cuda.synchronize(device))
+            with torch.cuda.device(device):  # the stream and pool of cuda:N, whichever device is current
+                self.stream, self.pool = torch.cuda.Stream(), torch.cuda.graph_pool_handle()
 
     def run(self, inputs):
         return {n: self.host(t) for n, t in self.run_device(inputs).items()}
@@ -34,16 +54,32 @@ class TorchSession(Session):
     def run_device(self, inputs):
         torch = self.torch
         args = [self._tensor(inputs[n]) for n in self.input_names]
-        if self.graphs is None:
-            with torch.inference_mode():
-                out = self.module(*args)
-            return dict(zip(self.output_names, out if isinstance(out, tuple) else (out,)))
-        key = tuple((a.shape, a.dtype) for a in args)
-        if key not in self.graphs:
-            from glimpse.runtime.cuda_graphs import CapturedCall
+        if self.graphs is not None:
+            with torch.cuda.device(self.device):
+                out = self._replayed(args)
+            if out is not None:
+                return out
+        with torch.inference_mode():
+            out = self.module(*args)
+        return dict(zip(self.output_names, out if isinstance(out, tuple) else (out,)))
 
-            self.graphs[key] = CapturedCall(self.module, args, self.output_names)
-        return self.graphs[key](args)
+    def _replayed(self, args: list) -> dict | None:
+        """The call replayed from the CUDA graph of its padded shapes, or None while they are not captured."""
+        shapes = {n: tuple(a.shape) for n, a in zip(self.input_names, args)}
+        sizes = profiles.axis_sizes(shapes, self.dims) if self.dims else {}
+        padding = profiles.padded_sizes(sizes, HIGH, self.axes)
+        padded = [pad(a, self.dims.get(n, ()), padding) for n, a in zip(self.input_names, args)]
+        key = tuple((a.shape, a.dtype) for a in padded)
+        call = self.graphs.get(
+            key, lambda: CapturedCall(self.module, padded, self.output_names, self.pool, self.stream)
+        )
+        if call is None:
+            return None
+        # copies of the real rows: the next replay overwrites the graph's own outputs, and a search keeps each step's
+        contiguous = self.torch.contiguous_format
+        return {
+            n: unpad(t, self.dims.get(n, ()), sizes).clone(memory_format=contiguous) for n, t in call(padded).items()
+        }
 
     def host(self, array):
         return array.cpu().numpy() if isinstance(array, self.torch.Tensor) else np.asarray(array)
@@ -95,6 +131,7 @@ def torch_sessions(
             [v["name"] for v in bundle.graphs[n]["outputs"]],
             device,
             cuda_graphs,
+            {v["name"]: v["shape"] for v in bundle.graphs[n]["inputs"] + bundle.graphs[n]["outputs"]},
         )
         for n in names
     }

@@ -37,6 +37,7 @@ from fastapi import FastAPI, File, Form, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 
 from glimpse.errors import GlimpseError
+from glimpse.runtime.profiles import AXIS_RANGES
 
 ROUTES = ("caption", "vqa", "match")  # a model is served at the route of its family's task
 PUBLISH_S = 1.0  # how often a replica sends its metrics to the store that /metrics reads
@@ -57,6 +58,25 @@ class ModelOptions:
     threads: int | None = None
     max_batch_size: int = 16
     batch_wait_ms: float = 5.0
+    gpus_per_replica: float | None = None  # None: 1 on a CUDA device, 0 on the CPU
+
+
+def replica_options(device: str, gpus: float | None) -> dict:
+    """Ray actor options of one replica: a CPU, and on a CUDA device the GPUs Ray reserves for it (``gpus``,
+    default 1; a fraction such as 0.5 places replicas on a shared GPU knowingly, each holding its own
+    sessions, engines and contexts). Ray hands a replica its GPU as CUDA_VISIBLE_DEVICES, so in there the
+    device is ``cuda`` (cuda:0); Ray does not police a fraction's memory (its "Fractional GPUs" notes)."""
+    cuda = device.split(":")[0] == "cuda"
+    gpus = (1.0 if cuda else 0.0) if gpus is None else float(gpus)
+    if gpus and not cuda:
+        raise GlimpseError(f"--gpus-per-replica {gpus:g} asks Ray for GPUs, but the device is {device} (--device cuda)")
+    if cuda and not 0 < gpus <= 1:
+        raise GlimpseError(
+            f"--gpus-per-replica must be above 0 and at most 1 (a replica runs on one GPU), not {gpus:g}"
+        )
+    if cuda and device not in ("cuda", "cuda:0"):
+        raise GlimpseError(f"a replica sees only the GPU Ray gives it, as cuda: serve with --device cuda, not {device}")
+    return {"num_cpus": 1, "num_gpus": gpus}
 
 
 def answer(pipe, task: str, items: list, options: dict, galleries: dict) -> list[dict]:
@@ -141,7 +161,7 @@ def application(bundles: dict[str, str], indexes: dict, replicas: int, model: Mo
     # Every replica holds every bundle: a request crosses one process boundary (proxy -> replica), not
     # two, which on a small machine is most of a request's cost. Ray Serve lets 5 requests at a time
     # into a replica by default, too few to fill a batch.
-    @serve.deployment(ray_actor_options={"num_cpus": 1}, max_ongoing_requests=1000)
+    @serve.deployment(max_ongoing_requests=1000)
     @serve.ingress(api)
     class Glimpse:
         def __init__(self, options: dict, store):
@@ -266,7 +286,9 @@ def application(bundles: dict[str, str], indexes: dict, replicas: int, model: Mo
             return name, served[name]
 
     store = serve.deployment(MetricsStore).options(name="glimpse-metrics", ray_actor_options={"num_cpus": 0})
-    return Glimpse.options(name="glimpse", num_replicas=replicas).bind(asdict(model), store.bind())
+    resources = replica_options(model.device, model.gpus_per_replica)  # each replica holds its own GPU sessions
+    glimpse = Glimpse.options(name="glimpse", num_replicas=replicas, ray_actor_options=resources)
+    return glimpse.bind(asdict(model), store.bind())
 
 
 class Metrics:
@@ -404,8 +426,14 @@ def run(
 ):
     """Start Ray (or join the cluster at ``address``) and serve ``bundles`` and the gallery ``indexes``
     (each answered by the served mdan bundle that embedded it); models and indexes are named after
-    their directories. Bad bundles and indexes are reported here, before anything starts."""
+    their directories. Bad options, bundles and indexes are reported here, before anything starts."""
     import os
+
+    model = model or ModelOptions()
+    gpus = replicas * replica_options(model.device, model.gpus_per_replica)["num_gpus"]
+    most = AXIS_RANGES["batch"][2]
+    if model.backend == "tensorrt" and model.max_batch_size > most:  # a batch the engines' profile refuses
+        raise GlimpseError(f"--max-batch-size {model.max_batch_size} is over the TensorRT engines' batch of {most}")
 
     # Ray Serve's throughput mode: HAProxy (the binary comes with ray[serve]) takes the port and sends
     # each request straight to a replica's own HTTP server, instead of through Ray's Python proxy and
@@ -440,8 +468,12 @@ def run(
     else:  # logical CPUs: one per replica, whatever the cores (a replica's threads share them)
         cpus = max(os.cpu_count() or 1, replicas * len(named))
         ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
+        have = ray.cluster_resources().get("GPU", 0)
+        if gpus > have:  # Serve would wait for them forever
+            ray.shutdown()
+            raise GlimpseError(f"{replicas} replica(s) x {gpus / replicas:g} GPU need {gpus:g} GPUs; Ray sees {have:g}")
     serve.start(http_options={"host": host, "port": port})
-    app = application(named, owned, replicas, model or ModelOptions(), limits or Limits())
+    app = application(named, owned, replicas, model, limits or Limits())
     serve.run(app, name="glimpse", route_prefix="/", blocking=blocking)
 
 
