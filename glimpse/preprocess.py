@@ -14,6 +14,7 @@ from PIL import Image
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+FILTERS = {"bilinear": Image.BILINEAR, "lanczos": Image.LANCZOS}
 
 
 @dataclass(frozen=True)
@@ -23,14 +24,16 @@ class Preprocess:
     crop: tuple[int, int] | None = None  # center crop (height, width) after the resize
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
+    interpolation: str = "bilinear"  # Pillow's filter of the resize: bilinear, or lanczos (nic's sample.py)
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "interpolation": "bilinear", "scale": 1 / 255}
+        return {**asdict(self), "scale": 1 / 255}
 
     @classmethod
     def from_dict(cls, d: dict) -> Preprocess:
         crop = d.get("crop")
-        return cls(tuple(d["size"]), d["resize"], tuple(crop) if crop else None, tuple(d["mean"]), tuple(d["std"]))
+        size, mean, std = tuple(d["size"]), tuple(d["mean"]), tuple(d["std"])
+        return cls(size, d["resize"], tuple(crop) if crop else None, mean, std, d.get("interpolation", "bilinear"))
 
     @property
     def output_size(self) -> tuple[int, int]:
@@ -38,12 +41,13 @@ class Preprocess:
 
     def __call__(self, image: Image.Image) -> np.ndarray:
         """An RGB PIL image -> float32 (3, H, W), normalised."""
+        resample = FILTERS[self.interpolation]
         if self.resize == "exact":
-            image = image.resize(self.size[::-1], Image.BILINEAR)
+            image = image.resize(self.size[::-1], resample)
         else:
             w, h = image.size  # the long side is truncated, as torchvision's Resize(int) does
             n = self.size[0]
-            image = image.resize((n, int(n * h / w)) if w <= h else (int(n * w / h), n), Image.BILINEAR)
+            image = image.resize((n, int(n * h / w)) if w <= h else (int(n * w / h), n), resample)
         if self.crop:
             w, h = image.size
             ch, cw = self.crop

@@ -254,7 +254,7 @@ def run(
 ) -> dict:
     """Measure every contender on ``model`` ("tutorial", "demo" or a bundle directory; by default all,
     the fp16/int8 graphs of a bundle directory only where glimpse quantize made them); write
-    ``out/sat-<model>-<device>.{json,md,png}`` and print the table. -> the results."""
+    ``out/<family>-<model>-<device>.{json,md,png}`` and print the table. -> the results."""
     from glimpse.bench.report import markdown, plot
 
     if model == "tutorial":
@@ -303,7 +303,7 @@ def run(
         for w in workers.values():
             w.close()
     out.mkdir(parents=True, exist_ok=True)
-    stem = out / f"sat-{model}-{device.replace(':', '')}"
+    stem = out / f"{bundle.family}-{model}-{device.replace(':', '')}"
     stem.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
     table = markdown(results)
     stem.with_suffix(".md").write_text(table)

@@ -105,8 +105,12 @@ def caption_images(bundle, args) -> None:
     from glimpse.images import image_files, load_image
 
     if args.features or args.collapse_repeats:
-        raise GlimpseError("--features and --collapse-repeats are for m2 bundles; a sat bundle reads images")
+        raise GlimpseError(
+            f"--features and --collapse-repeats are for m2 bundles; a {bundle.family} bundle reads images"
+        )
     pipe = open_captioner(bundle, args)
+    if args.fused and not getattr(pipe, "fused_beam", 0):
+        raise GlimpseError(f"{bundle.path}: this bundle has no fused step (--fused)")
     if not args.images:
         raise GlimpseError("give the images to caption (files or directories)")
     files = image_files(args.images)
@@ -116,7 +120,9 @@ def caption_images(bundle, args) -> None:
     if args.sample:
         sampling = {"temperature": args.temperature, "top_k": args.top_k, "top_p": args.top_p, "seed": args.seed}
     options = {"beam_size": args.beam_size, "max_length": args.max_length or None, "nbest": args.nbest}
-    options |= {"length_penalty": args.length_penalty, "sampling": sampling, "fused": args.fused}
+    options |= {"length_penalty": args.length_penalty, "sampling": sampling}
+    if args.fused is not None:
+        options["fused"] = args.fused
     failed = 0
     bar = tqdm(total=len(files), unit="image", disable=None, file=sys.stderr, leave=False)
     for i in range(0, len(files), args.batch_size):

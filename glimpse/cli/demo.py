@@ -15,9 +15,10 @@ class Demo(Tool):
     saved in the tutorial's format), export it to a bundle (once; reused), caption held-out test scenes with ONNX
     Runtime on the CPU, print them beside their reference captions with BLEU and CIDEr (pycocoevalcap), check the
     torch backend gives the same captions, and time glimpse against the tutorial's caption.py loop. Then the
-    packaged VQA models (saaa, san, rdan; pytorch-vqa's checkpoint format) answer every question of those scenes
-    (accuracy per kind of question), and the m-DAN matching model retrieves them by their captions (R@1/5/10 both
-    ways), each checked against the torch backend.
+    packaged VQA models (naive, saaa, san, rdan; pytorch-vqa's checkpoint format) answer every question of those
+    scenes (accuracy per kind of question), the m-DAN matching model retrieves them by their captions (R@1/5/10
+    both ways), each checked against the torch backend, and M2 and Show and Tell caption them, each checked
+    against its public decoding. A last table sets the models with attention beside those without.
     """
 
     name = "demo"
@@ -83,7 +84,8 @@ class DemoTrain(Tool):
     frozen CNN, as pytorch-vqa's train.py trains, each written as pytorch-vqa writes its checkpoints
     (<family>_shapes.pth); then the m-DAN matching model on the scenes' captions (mdan_shapes.pth); then the
     Meshed-Memory Transformer on the grid cells of the captioner's CNN as its regions (m2_shapes.pth,
-    m2_vocab.json).
+    m2_vocab.json); then Show and Tell over the captioner's frozen CNN, as yunjey's train.py trains
+    (nic_decoder_shapes.ckpt, nic_head_shapes.ckpt, nic_vocab_shapes.pkl).
     """
 
     name = "train"
@@ -103,7 +105,9 @@ class DemoTrain(Tool):
             default=list(MODELS),
             help="which to train (default all; the captioner first, its CNN feeds the others)",
         )
-        t.add_argument("--steps", type=int, help="optimizer steps (default 1500 sat, 3000 VQA, 2000 mdan, 3000 m2)")
+        t.add_argument(
+            "--steps", type=int, help="optimizer steps (default 1500 sat, 3000 VQA, 2000 mdan, 3000 m2, 5000 nic)"
+        )
         t.add_argument("--batch-size", type=int, help="scenes (sat 32, mdan 64) or questions (VQA 128) per step")
         t.add_argument("--val-every", type=int, help="validate and keep the best every N steps (default 250 / 500)")
         t.add_argument("--seed", type=int, help="random seed of the initialisation and data order (default 0)")

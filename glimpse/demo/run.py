@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from glimpse.bundle import Bundle
-from glimpse.demo import scenes
+from glimpse.demo import scenes, train_nic
 from glimpse.demo.bundles import PACKAGED, sat_bundle
 from glimpse.demo.train_sat import IMAGE_SIZE
 
@@ -85,7 +85,35 @@ def run(
         figures["vqa"] = vqa_demo.run(out, checkpoints, count, threads, log)
         figures["matching"] = matching.run(out, checkpoints, count, threads, log)
         figures["m2"] = m2_demo.run(out, checkpoints, count, threads, log)
+        if (checkpoints / train_nic.DECODER).is_file():
+            from glimpse.demo import nic as nic_demo
+
+            figures["nic"] = nic_demo.run(out, checkpoints, count, beam_size, threads, log)
+        print("\n" + attention_table(figures), end="")
     return figures
+
+
+def attention_table(figures: dict) -> str:
+    """What attention buys: the captioners and VQA models of the demo side by side on the same test scenes,
+    the no-attention baselines (nic, naive) first, as markdown."""
+    from glimpse.demo.vqa import KINDS
+
+    lines = ["| model | attention | test scenes | BLEU-4 | CIDEr |", "|---|---|---|---|---|"]
+    captioners = [("nic", "none", figures.get("nic")), ("sat", "soft, 4x4 grid", figures)]
+    captioners.append(("m2", "meshed memory, 16 regions", figures.get("m2")))
+    for name, kind, f in captioners:
+        if f:
+            beam = f.get("beam_size", figures["beam_size"]) if name != "m2" else 5
+            lines.append(
+                f"| {name} (beam {beam}) | {kind} | {figures['scenes']} | {f['BLEU-4']:.3f} | {f['CIDEr']:.3f} |"
+            )
+    vqa = figures.get("vqa", {}).get("families", {})
+    if vqa:
+        lines += ["", "| model | " + " | ".join(("all", *KINDS)) + " |", "|---" * (len(KINDS) + 2) + "|"]
+        for name in sorted(vqa, key=lambda n: n != "naive"):  # the baseline first
+            cells = " | ".join(f"{vqa[name][k]:.3f}" if k in vqa[name] else "-" for k in ("all", *KINDS))
+            lines.append(f"| {name} | {cells} |")
+    return "What attention buys (top-1 VQA accuracy by kind of question below):\n\n" + "\n".join(lines) + "\n"
 
 
 def speed(bundle: Bundle, images: list, beam_size: int, threads: int | None) -> dict:

@@ -76,6 +76,8 @@ _INERT_PREFIXES = (
 )
 # Modules named whole: the SAT tutorial's models.py, M2's data/vocab.py (vocab.pkl: Vocab, _default_unk_index).
 _INERT_MODULES = ("models", "data.vocab")
+# Classes named one by one: yunjey's build_vocab.py Vocabulary (vocab.pkl names __main__ when pickled as a script).
+_INERT_CLASSES = {("__main__", "Vocabulary"), ("build_vocab", "Vocabulary")}
 
 
 class Inert:
@@ -129,7 +131,7 @@ class Unpickler(pickle.Unpickler):
             return super().find_class(module, name)
         if (dtype := _torch_dtype(module, name)) is not None:
             return dtype
-        if module.startswith(_INERT_PREFIXES) or module in _INERT_MODULES:
+        if module.startswith(_INERT_PREFIXES) or module in _INERT_MODULES or (module, name) in _INERT_CLASSES:
             return _inert_class(module, name)
         raise UnsafePickleError(f"refers to {module}.{name}, which is not on the allow-list; nothing was run")
 
@@ -156,6 +158,20 @@ def safe_load(path: str | Path):
     except Exception as e:  # torch raises many kinds for a file that is not a checkpoint
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise CheckpointError(f"{path}: not a PyTorch checkpoint ({reason})") from None
+
+
+def safe_unpickle(path: str | Path, what: str = "pickle"):
+    """A plain pickle (pickle.dump's, not torch.save's) through the allow-list; errors name the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such file")
+    try:
+        with path.open("rb") as f:
+            return load(f)
+    except UnsafePickleError as e:
+        raise UnsafePickleError(f"{path}: {e}") from None
+    except Exception as e:
+        raise CheckpointError(f"{path}: not a pickled {what} ({type(e).__name__}: {e})") from None
 
 
 def state_dict_of(obj) -> collections.OrderedDict:

@@ -1,7 +1,7 @@
 """The model families: the only list of them in glimpse.
 
     from glimpse import families
-    families.names()               # ['sat', 'saaa', 'san', 'rdan', 'mdan', 'm2']
+    families.names()               # ['sat', 'saaa', 'san', 'rdan', 'mdan', 'm2', 'nic']
     families.get("sat").title      # 'Show, Attend and Tell (sgrvinod/a-PyTorch-Tutorial-to-Image-Captioning)'
     families.open_pipeline(bundle, backend="onnxruntime")
 
@@ -24,6 +24,7 @@ REGISTRY = {
     "rdan": "glimpse.families.vqa.family:RDAN",
     "mdan": "glimpse.families.mdan.family:FAMILY",
     "m2": "glimpse.families.m2.family:FAMILY",
+    "nic": "glimpse.families.nic.family:FAMILY",
 }
 
 

@@ -183,12 +183,45 @@ def m2(family, tmp_path, photo, capsys):
     return bundle, compare
 
 
+# ---------------------------------------------------------------------------------------------------- nic
+
+
+def nic(family, tmp_path, photo, capsys):
+    """yunjey's defaults (ResNet-152 at 224, embedding 256, one LSTM layer of 512): exported through the CLI;
+    greedy tokens on a photograph and a noise image equal sample.py's on the reference modules."""
+    import nic_public
+
+    from glimpse.cli import main
+    from glimpse.families.nic.checkpoint import import_nic
+    from glimpse.families.nic.pipeline import NICPipeline
+    from glimpse.families.nic.reference import sample
+    from glimpse.images import as_image, load_image
+
+    encoder, decoder, vocab, _ = nic_public.write_checkpoint(
+        tmp_path / "ckpt", backbone="resnet152", embed=256, hidden=512, n_words=200
+    )
+    out = tmp_path / "bundle"
+    args = ["export", "nic", "--encoder", str(encoder), "--decoder", str(decoder), "--vocab", str(vocab)]
+    assert main([*args, "--out", str(out), "--images", str(photo)]) == 0
+
+    @torch.no_grad()
+    def compare(manifest):
+        assert manifest["config"]["backbone"] == "resnet152" and manifest["config"]["hidden_size"] == 512
+        noise = np.random.default_rng(1).integers(0, 256, (300, 400, 3), dtype=np.uint8)
+        images = [load_image(photo), as_image(noise)]
+        model, words, preprocess = import_nic(encoder, decoder, vocab)
+        want = sample(model, torch.from_numpy(np.stack([preprocess(im) for im in images])), words.special["end"])
+        assert [c.tokens for c in NICPipeline(out)(images, beam_size=1)] == want
+
+    return out, compare
+
+
 # ---------------------------------------------------------------------------------------------- the test
 
 # family name -> case(family, tmp_path, photo, capsys) -> (bundle directory, compare(manifest)): the case
 # writes a full-size checkpoint in its public layout and exports it; compare holds the bundle to the
 # family's own reference.
-CASES = {"sat": sat, "saaa": vqa, "san": vqa, "rdan": vqa, "mdan": mdan, "m2": m2}
+CASES = {"sat": sat, "saaa": vqa, "san": vqa, "rdan": vqa, "mdan": mdan, "m2": m2, "nic": nic}
 
 
 @pytest.mark.parametrize("family", families.names())

@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 
 from glimpse.errors import CheckpointError
-from glimpse.export.unpickler import Inert, UnsafePickleError, load, safe_load
+from glimpse.export.unpickler import Inert, safe_load, safe_unpickle
 from glimpse.vocab import Vocab
 
 SPECIALS = {"unk": "<unk>", "pad": "<pad>", "start": "<bos>", "end": "<eos>"}
@@ -43,13 +43,7 @@ def load_vocab(path: str | Path) -> Vocab:
 
 
 def _pickled_itos(path: Path):
-    try:
-        with path.open("rb") as f:
-            obj = load(f)
-    except UnsafePickleError as e:
-        raise UnsafePickleError(f"{path}: {e}") from None
-    except Exception as e:
-        raise CheckpointError(f"{path}: not a pickled vocabulary ({type(e).__name__}: {e})") from None
+    obj = safe_unpickle(path, "vocabulary")
     return obj.__dict__.get("itos") if isinstance(obj, Inert) else None
 
 
