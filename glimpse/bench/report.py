@@ -16,9 +16,9 @@ def markdown(r: dict) -> str:
     c, m, s = r["config"], r["machine"], r["settings"]
     ref = r["contenders"].get("reference")
     lines = [
-        f"## sat, {r['model']} model: {c['backbone']}, attention/embedding/decoder {c['attention_dim']}/"
-        f"{c['embed_dim']}/{c['decoder_dim']}, vocabulary {c['vocab_size']}, {c['image_size']}x{c['image_size']}"
-        f" images, on {s['device']}",
+        f"## {r.get('family', 'sat')}, {r['model']} model: "
+        + ", ".join(f"{k} {v}" for k, v in c.items())
+        + f", on {s['device']}",
         "",
         f"{m.get('gpu', m['cpu'])}; {m['threads']} threads of {m['cores_usable']} usable cores; torch {m['torch']},"
         f" onnxruntime {m['onnxruntime']}, Python {m['python']}; {m['date']}. {s['images']} generated test scenes,"

@@ -292,7 +292,13 @@ def run(
         "threads": threads,
         "compile": compile,
     }
-    results = {"model": model, "config": bundle.config, "machine": machine(device, threads), "settings": spec}
+    results = {
+        "family": bundle.family,
+        "model": model,
+        "config": bundle.config,
+        "machine": machine(device, threads),
+        "settings": spec,
+    }
     log(f"starting {', '.join(contenders)} on {device}")
     workers = {}
     try:
