@@ -51,7 +51,7 @@ class Demo(Tool):
             "--vqa",
             action=argparse.BooleanOptionalAction,
             default=True,
-            help="also answer the scenes' questions with the demo VQA models (saaa, san, rdan), retrieve them by"
+            help="also answer the scenes' questions with the demo VQA models (naive, saaa, san, rdan), retrieve them by"
             " their captions with the demo m-DAN and caption them with the demo M2 (default: yes)",
         )
         add_threads_argument(d)
@@ -80,7 +80,7 @@ class DemoTrain(Tool):
 
     Train the demo Show-Attend-Tell captioner on freshly generated scenes as the tutorial's train.py trains, and
     write the checkpoint with the best validation BLEU-4 in the tutorial's layout (BEST_checkpoint_shapes.pth.tar,
-    WORDMAP_shapes.json); then the VQA models saaa, san and rdan on the scenes' questions over the captioner's
+    WORDMAP_shapes.json); then the VQA models saaa, san, rdan and naive on the scenes' questions over the captioner's
     frozen CNN, as pytorch-vqa's train.py trains, each written as pytorch-vqa writes its checkpoints
     (<family>_shapes.pth); then the m-DAN matching model on the scenes' captions (mdan_shapes.pth); then the
     Meshed-Memory Transformer on the grid cells of the captioner's CNN as its regions (m2_shapes.pth,

@@ -8,8 +8,9 @@ from glimpse.cli.base import Tool, add_runtime_arguments, log
 class Serve(Tool):
     """serve bundles over HTTP on Ray Serve, batching concurrent requests
 
-    Serve bundles over HTTP: POST /v1/caption (sat), /v1/vqa (saaa, san, rdan), /v1/match (mdan), multipart with
-    the image in field 'image'; /v1/search (a sentence against an --index); GET /healthz, /v1/models, /metrics.
+    Serve bundles over HTTP: POST /v1/caption (sat, nic; m2 from detection features), /v1/vqa (saaa, san, rdan,
+    naive), /v1/match (mdan), multipart with the image in field 'image'; /v1/search (a sentence against an
+    --index); GET /healthz, /v1/models, /metrics.
     Each bundle is a Ray Serve deployment with --replicas replicas; concurrent requests to a replica are batched
     (up to --max-batch-size, waiting at most --batch-wait-ms), one batched call per set of options, so batching
     never changes a result. A local Ray is started, or --address joins a cluster (ray start --head; workers: ray

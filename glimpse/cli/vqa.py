@@ -10,9 +10,9 @@ from glimpse.cli.base import Tool, add_bundle_argument, add_runtime_arguments, l
 class VQA(Tool):
     """answer questions about an image with a VQA bundle
 
-    Answer questions about one image with a saaa/san/rdan bundle: the top-k answers with their probabilities.
-    The image is encoded once for all the questions. Words the model does not know are read as unknown and
-    named; a question longer than the model's limit is cut, with a warning.
+    Answer questions about one image with a VQA bundle (saaa, san, rdan, naive): the top-k answers with their
+    probabilities. The image is encoded once for all the questions. Words the model does not know are read as
+    unknown and named; a question longer than the model's limit is cut, with a warning.
     """
 
     name = "vqa"
@@ -22,7 +22,7 @@ class VQA(Tool):
     )
 
     def add_arguments(self, q):
-        add_bundle_argument(q, "bundle directory (glimpse export saaa|san|rdan ...)")
+        add_bundle_argument(q, "bundle directory (glimpse export saaa|san|rdan|naive ...)")
         q.add_argument("image", help="image file")
         q.add_argument("questions", nargs="+", metavar="QUESTION", help="one or more questions")
         q.add_argument("--top-k", type=int, default=5, help="answers to list per question (default 5)")

@@ -5,7 +5,7 @@ every precision against fp32's (token for token), BLEU-4 and CIDEr against the f
 their change from fp32, and the error of the step's log-probabilities on the very inputs fp32
 decoding fed it (so the error is the graph's own, not one compounded over a diverging search).
 
-For a VQA model trained on them (saaa, san, rdan): every question of the test scenes, top-1 answers
+For a VQA model trained on them (saaa, san, rdan, naive): every question of the test scenes, top-1 answers
 against fp32's, accuracy and its change, and the error of the answer probabilities.
 
 For a matching model (mdan): retrieval between the test scenes and their captions, R@1/5/10 both ways

@@ -1,6 +1,6 @@
-"""Train the demo VQA models (saaa, san, rdan) on the scenes' questions and save them as
-Cyanogenoid/pytorch-vqa's train.py saves its checkpoints, so ``glimpse export saaa|san|rdan`` imports
-them like any other.
+"""Train the demo VQA models (saaa, san, rdan, naive) on the scenes' questions and save them as
+Cyanogenoid/pytorch-vqa's train.py saves its checkpoints, so ``glimpse export saaa|san|rdan|naive``
+imports them like any other.
 
 As pytorch-vqa trains: the CNN is frozen and its grids are computed once (pytorch-vqa's
 preprocess-images.py stores them in HDF5), the question model and head learn with Adam, and the
@@ -52,6 +52,7 @@ class TrainConfig:
 
 def model_config(family: str, backbone: str, vision_features: int):
     """Small heads over the captioner's 512 x 4 x 4 grid."""
+    from glimpse.families.vqa.naive import NaiveConfig
     from glimpse.families.vqa.rdan import RDANConfig
     from glimpse.families.vqa.saaa import SAAAConfig
     from glimpse.families.vqa.san import SANConfig
@@ -62,6 +63,8 @@ def model_config(family: str, backbone: str, vision_features: int):
         return SAAAConfig(**common, lstm_features=256, mid_features=128, classifier_features=256)
     if family == "san":
         return SANConfig(**common, features=256, attention_features=128)
+    if family == "naive":  # 600k weights, as san: what attention buys is measured at equal size
+        return NaiveConfig(**common, lstm_features=256, fused_features=256, classifier_features=256)
     return RDANConfig(**common, features=256)
 
 

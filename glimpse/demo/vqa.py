@@ -1,7 +1,7 @@
-"""The demo's VQA half: the packaged saaa, san and rdan checkpoints (pytorch-vqa's layout, heads over
-the demo captioner's ResNet) imported and exported like any VQA checkpoint, then asked every question
-of the held-out test scenes with ONNX Runtime, scored per kind of question and cross-checked against
-the torch backend."""
+"""The demo's VQA half: the packaged saaa, san, rdan and naive checkpoints (pytorch-vqa's layout, heads
+over the demo captioner's ResNet) imported and exported like any VQA checkpoint, then asked every
+question of the held-out test scenes with ONNX Runtime, scored per kind of question and cross-checked
+against the torch backend. Every VQA family whose checkpoint is packaged takes part."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """The model families: the only list of them in glimpse.
 
     from glimpse import families
-    families.names()               # ['sat', 'saaa', 'san', 'rdan', 'mdan', 'm2', 'nic']
+    families.names()               # ['sat', 'saaa', 'san', 'rdan', 'naive', 'mdan', 'm2', 'nic']
     families.get("sat").title      # 'Show, Attend and Tell (sgrvinod/a-PyTorch-Tutorial-to-Image-Captioning)'
     families.open_pipeline(bundle, backend="onnxruntime")
 
@@ -22,6 +22,7 @@ REGISTRY = {
     "saaa": "glimpse.families.vqa.family:SAAA",
     "san": "glimpse.families.vqa.family:SAN",
     "rdan": "glimpse.families.vqa.family:RDAN",
+    "naive": "glimpse.families.vqa.family:NAIVE",
     "mdan": "glimpse.families.mdan.family:FAMILY",
     "m2": "glimpse.families.m2.family:FAMILY",
     "nic": "glimpse.families.nic.family:FAMILY",

@@ -104,6 +104,7 @@ def vqa(family, tmp_path, photo, capsys):
     import vqa_checkpoints
 
     from glimpse.cli import main
+    from glimpse.families.vqa.naive import NaiveConfig, NaiveVQA
     from glimpse.families.vqa.rdan import RDAN, RDANConfig
     from glimpse.families.vqa.saaa import SAAA, SAAAConfig
     from glimpse.families.vqa.san import SAN, SANConfig
@@ -112,6 +113,7 @@ def vqa(family, tmp_path, photo, capsys):
         "saaa": lambda: SAAA(SAAAConfig(tokens=101)),  # pytorch-vqa: Caffe ResNet-152 at 448, 1024-d LSTM, 3000 answers
         "san": lambda: SAN(SANConfig(tokens=101)),
         "rdan": lambda: RDAN(RDANConfig(tokens=101)),
+        "naive": lambda: NaiveVQA(NaiveConfig(tokens=101)),
     }
     model = full[family]().eval()
     checkpoint, cnn = vqa_checkpoints.write(tmp_path, model, family, n_words=100)
@@ -221,7 +223,7 @@ def nic(family, tmp_path, photo, capsys):
 # family name -> case(family, tmp_path, photo, capsys) -> (bundle directory, compare(manifest)): the case
 # writes a full-size checkpoint in its public layout and exports it; compare holds the bundle to the
 # family's own reference.
-CASES = {"sat": sat, "saaa": vqa, "san": vqa, "rdan": vqa, "mdan": mdan, "m2": m2, "nic": nic}
+CASES = {"sat": sat, "saaa": vqa, "san": vqa, "rdan": vqa, "naive": vqa, "mdan": mdan, "m2": m2, "nic": nic}
 
 
 @pytest.mark.parametrize("family", families.names())

@@ -3,6 +3,7 @@
     saaa.py        Show, Ask, Attend, and Answer (Cyanogenoid/pytorch-vqa's modules)
     san.py         Stacked Attention Networks
     rdan.py        Dual Attention Networks, reasoning (r-DAN)
+    naive.py       naive VQA, no attention: pooled image vector x question LSTM, then an MLP
     family.py      the Family: its name, import arguments, export, pipeline, calibration (registered)
     model.py       what they share: the question LSTM over padded batches, masks, the graph cut
     checkpoint.py  the checkpoint dict and the CNN's state dict, read without running code from them
@@ -14,4 +15,4 @@ A new VQA model of the same layout is one more module here, its name in NAMES an
 """
 
 # The VQA families of this folder, each a model module of that name here; VQAPipeline runs them.
-NAMES = ("saaa", "san", "rdan")
+NAMES = ("saaa", "san", "rdan", "naive")

@@ -4,7 +4,8 @@ separate CNN weights their features came from.
     checkpoint  {'name', 'tracker', 'config', 'weights', 'eval', 'vocab'} (pytorch-vqa; pytorch-vqa-dan
                 writes the same dict), or a bare {'weights', 'vocab'}; ``weights`` is the state dict,
                 with DataParallel's ``module.`` prefix or without. The family's keys: saaa
-                ``text.* attention.* classifier.*``; san and rdan glimpse's canonical layouts.
+                ``text.* attention.* classifier.*``; san, rdan and naive glimpse's canonical layouts (naive's
+                ``text.* v_lin.* q_lin.* classifier.*`` after pytorch-vqa's names).
     vocab       {'question': {token: id from 1}, 'answer': {answer: id from 0}}; 0 is unknown/padding.
     cnn         a ResNet classifier's state dict (torchvision names; ``fc`` ignored), e.g. the Caffe
                 ResNet-152 of pytorch-resnet that pytorch-vqa's preprocess-images.py used.
@@ -52,6 +53,7 @@ def vocabularies(vocab: dict, source: Path) -> tuple[Vocab, Vocab]:
 
 
 def infer_config(family: str, w: dict, backbone: str, caffe: bool, image_size: int, max_question_length: int):
+    from glimpse.families.vqa.naive import NaiveConfig
     from glimpse.families.vqa.rdan import RDANConfig
     from glimpse.families.vqa.saaa import SAAAConfig
     from glimpse.families.vqa.san import SANConfig
@@ -67,6 +69,17 @@ def infer_config(family: str, w: dict, backbone: str, caffe: bool, image_size: i
             vision_features=w["attention.v_conv.weight"].shape[1],
             mid_features=w["attention.v_conv.weight"].shape[0],
             glimpses=w["attention.x_conv.weight"].shape[0],
+            classifier_features=w["classifier.lin1.weight"].shape[0],
+            answers=w["classifier.lin2.weight"].shape[0],
+        )
+    if family == "naive":
+        return NaiveConfig(
+            **common,
+            tokens=w["text.embedding.weight"].shape[0],
+            embedding_features=w["text.embedding.weight"].shape[1],
+            lstm_features=w["text.lstm.weight_hh_l0"].shape[1],
+            vision_features=w["v_lin.weight"].shape[1],
+            fused_features=w["v_lin.weight"].shape[0],
             classifier_features=w["classifier.lin1.weight"].shape[0],
             answers=w["classifier.lin2.weight"].shape[0],
         )
@@ -89,11 +102,12 @@ def infer_config(family: str, w: dict, backbone: str, caffe: bool, image_size: i
 
 
 def model_class(family: str):
+    from glimpse.families.vqa.naive import NaiveVQA
     from glimpse.families.vqa.rdan import RDAN
     from glimpse.families.vqa.saaa import SAAA
     from glimpse.families.vqa.san import SAN
 
-    return {"saaa": SAAA, "san": SAN, "rdan": RDAN}[family]
+    return {"saaa": SAAA, "san": SAN, "rdan": RDAN, "naive": NaiveVQA}[family]
 
 
 def import_vqa(

@@ -1,4 +1,4 @@
-"""Export a VQA model (saaa, san, rdan) to a bundle: encoder, question and head graphs, each checked
+"""Export a VQA model (saaa, san, rdan, naive) to a bundle: encoder, question and head graphs, each checked
 against the reference modules on ONNX Runtime, questions of mixed lengths included."""
 
 from __future__ import annotations

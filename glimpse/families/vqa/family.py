@@ -1,4 +1,4 @@
-"""The VQA families saaa, san and rdan: what glimpse knows of them, for the registry (glimpse.families)."""
+"""The VQA families saaa, san, rdan and naive: what glimpse knows of them, for the registry (glimpse.families)."""
 
 from __future__ import annotations
 
@@ -76,3 +76,4 @@ class VQAFamily(Family):
 SAAA = VQAFamily("saaa", "Show, Ask, Attend, and Answer (Cyanogenoid/pytorch-vqa)", caffe=True)
 SAN = VQAFamily("san", "Stacked Attention Networks (glimpse's canonical layout)")
 RDAN = VQAFamily("rdan", "Dual Attention Networks, r-DAN (glimpse's canonical layout)")
+NAIVE = VQAFamily("naive", "Naive VQA, no attention (image vector x question LSTM, pytorch-vqa's checkpoint layout)")

@@ -1,4 +1,4 @@
-"""What the VQA families (saaa, san, rdan) share: the question LSTM over padded batches, masks, and the
+"""What the VQA families (saaa, san, rdan, naive) share: the question LSTM over padded batches, masks, and the
 three-graph cut every one of them exports.
 
     encoder   image (B, 3, H, W) -> grid (B, C, h, w)          the CNN, once per image

@@ -1,4 +1,4 @@
-"""VQAPipeline: a VQA bundle (saaa, san, rdan), a backend, (image, question) pairs in, answers out.
+"""VQAPipeline: a VQA bundle (saaa, san, rdan, naive), a backend, (image, question) pairs in, answers out.
 
     pipe = VQAPipeline("saaa-bundle")                               # ONNX Runtime on the CPU
     [a] = pipe.ask("photo.jpg", ["what colour is the bus?"])

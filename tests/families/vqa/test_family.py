@@ -1,4 +1,4 @@
-"""VQA families (saaa, san, rdan): pytorch-vqa-style checkpoints imported, exported, checked against
+"""VQA families (saaa, san, rdan, naive): pytorch-vqa-style checkpoints imported, exported, checked against
 the reference modules, answered through the pipeline and the CLI; bad input refused on one line."""
 
 import json
@@ -9,6 +9,7 @@ import torch
 import vqa_checkpoints
 
 from glimpse.cli import main
+from glimpse.families.vqa.naive import NaiveConfig, NaiveVQA
 from glimpse.families.vqa.pipeline import VQAPipeline
 from glimpse.families.vqa.rdan import RDAN, RDANConfig
 from glimpse.families.vqa.saaa import SAAA, SAAAConfig
@@ -20,6 +21,9 @@ FAMILIES = {
     "saaa": lambda **k: SAAA(SAAAConfig(**{**SMALL, "caffe": False, "lstm_features": 64, "mid_features": 32, **k})),
     "san": lambda **k: SAN(SANConfig(**{**SMALL, "features": 64, "attention_features": 32, **k})),
     "rdan": lambda **k: RDAN(RDANConfig(**{**SMALL, "features": 64, **k})),
+    "naive": lambda **k: NaiveVQA(
+        NaiveConfig(**{**SMALL, "lstm_features": 64, "fused_features": 48, "classifier_features": 32, **k})
+    ),
 }
 
 
