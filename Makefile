@@ -21,7 +21,7 @@ PHOTO = $$($(BIN)/python -c 'import matplotlib, os; print(os.path.join(matplotli
 demo: setup
 	$(BIN)/glimpse demo --out $(RUNS)/demo --attention-plot $(RUNS)/demo/attention.png
 
-# Remake the packaged demo models (about 55 minutes on 2 cores).
+# Remake the packaged demo models (about 70 minutes on 2 cores).
 demo-model: setup
 	$(BIN)/glimpse demo train --out glimpse/demo/checkpoints
 

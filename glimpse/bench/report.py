@@ -59,7 +59,7 @@ def markdown(r: dict) -> str:
         lines.append(f"| {name} | " + " | ".join(f"{tp[b]:.2f}" for b in batches) + f" | {ratio} |")
     lines += [
         "",
-        "The reference captions one image at a time (caption.py has no batching): its images/s is the same at"
+        "The reference captions one image at a time (the public code has no batching): its images/s is the same at"
         " every batch size.",
         "",
         "### Peak memory (MiB)",
