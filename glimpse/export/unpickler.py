@@ -174,6 +174,19 @@ def safe_unpickle(path: str | Path, what: str = "pickle"):
         raise CheckpointError(f"{path}: not a pickled {what} ({type(e).__name__}: {e})") from None
 
 
+def load_weights(module, state: dict, what: str, layout: str) -> None:
+    """``module.load_state_dict(state)``, every key accounted for, or a one-line CheckpointError that starts
+    with ``what`` (the file and which weights) and names the ``layout`` expected."""
+    try:
+        missing, unexpected = module.load_state_dict(state, strict=False)
+    except RuntimeError as e:  # a shape mismatch: torch's last line names the tensor and both shapes
+        raise CheckpointError(f"{what}: {str(e).splitlines()[-1].strip()}") from None
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{what} do not fit the {layout} layout (missing {missing[:3]}, unexpected {unexpected[:3]})"
+        )
+
+
 def state_dict_of(obj) -> collections.OrderedDict:
     """The state_dict of a recorded module tree (an ``Inert`` nn.Module), or ``obj`` if already one."""
     if isinstance(obj, dict):

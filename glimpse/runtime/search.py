@@ -239,6 +239,16 @@ def _set_front(full: np.ndarray, front: np.ndarray) -> np.ndarray:
     return out
 
 
+def run(
+    step, state, batch, start, end, beam_size=5, max_length=51, length_penalty=0.0, nbest=1, sampling=None
+) -> list[SearchResult]:
+    """The search a captioning pipeline asks for: sampling where ``sampling`` (temperature, top_k, top_p, seed)
+    is given, else beam search (greedy at beam 1)."""
+    if sampling is not None:
+        return sample(step, state, batch, start, end, max_length, **sampling)
+    return beam_search(step, state, batch, start, end, beam_size, max_length, length_penalty, nbest)
+
+
 def greedy(step, state, batch, start, end, max_length=51) -> list[SearchResult]:
     """The most probable token at each step: the tutorial's beam search with one beam."""
     return beam_search(step, state, batch, start, end, beam_size=1, max_length=max_length)

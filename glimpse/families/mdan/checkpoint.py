@@ -16,7 +16,7 @@ import re
 from pathlib import Path
 
 from glimpse.errors import CheckpointError
-from glimpse.export.unpickler import safe_load
+from glimpse.export.unpickler import load_weights, safe_load
 from glimpse.nn.cnn import image_preprocess, load_cnn
 from glimpse.nn.text import UNKNOWN
 from glimpse.vocab import Vocab
@@ -75,13 +75,5 @@ def import_mdan(
         raise CheckpointError(f"{cnn}: {e}") from None
     if config.tokens != len(vocab):
         raise CheckpointError(f"{checkpoint}: its vocab has {len(vocab) - 1} words, its weights {config.tokens - 1}")
-    try:
-        missing, unexpected = model.load_state_dict({**w, **{f"cnn.{k}": v for k, v in cnn_sd.items()}}, strict=False)
-    except RuntimeError as e:  # a shape mismatch
-        raise CheckpointError(f"{checkpoint}: {str(e).splitlines()[-1].strip()}") from None
-    if missing or unexpected:
-        raise CheckpointError(
-            f"{checkpoint}: the weights do not fit the m-DAN layout (missing {missing[:3]},"
-            f" unexpected {unexpected[:3]})"
-        )
+    load_weights(model, {**w, **{f"cnn.{k}": v for k, v in cnn_sd.items()}}, f"{checkpoint}: the weights", "m-DAN")
     return model.eval(), vocab, preprocess

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 from glimpse.errors import CheckpointError
-from glimpse.export.unpickler import Inert, safe_load, safe_unpickle, state_dict_of
+from glimpse.export.unpickler import Inert, load_weights, safe_load, safe_unpickle, state_dict_of
 from glimpse.preprocess import Preprocess
 from glimpse.vocab import Vocab
 
@@ -70,14 +70,6 @@ def import_nic(encoder: str | Path, decoder: str | Path, vocab: str | Path):
         )
     model = ShowAndTell(config)
     for name, path, sd in (("encoder", encoder, encoder_sd), ("decoder", decoder, decoder_sd)):
-        try:
-            missing, unexpected = getattr(model, name).load_state_dict(sd, strict=False)
-        except RuntimeError as e:  # a shape mismatch
-            raise CheckpointError(f"{path}: {name} weights: {str(e).splitlines()[-1].strip()}") from None
-        if missing or unexpected:
-            raise CheckpointError(
-                f"{path}: {name} weights do not fit the tutorial's layout (missing {missing[:3]}, unexpected"
-                f" {unexpected[:3]})"
-            )
+        load_weights(getattr(model, name), sd, f"{path}: {name} weights", "tutorial's")
     preprocess = Preprocess(size=(config.image_size, config.image_size), interpolation="lanczos")
     return model.eval(), words, preprocess

@@ -91,12 +91,8 @@ class NICPipeline(Pipeline):
 
         state = {"h": init["h"][:, None], "c": init["c"][:, None]}  # (B, 1, L, H): one start beam
         start, end = self.vocab.special["start"], self.vocab.special["end"]  # start is fed, then ignored
-        if sampling is not None:
-            results = search.sample(step, state, len(pixels), start, end, max_length, **sampling)
-        else:
-            results = search.beam_search(
-                step, state, len(pixels), start, end, beam_size, max_length, length_penalty, nbest
-            )
+        options = (beam_size, max_length, length_penalty, nbest, sampling)
+        results = search.run(step, state, len(pixels), start, end, *options)
         if timings is not None:
             steps = max(r.steps for r in results)
             timings.update(encoder=t1 - t0, init=t2 - t1, decode=time.perf_counter() - t2, steps=steps)

@@ -8,7 +8,7 @@ import types
 from pathlib import Path
 
 from glimpse.errors import CheckpointError, GlimpseError
-from glimpse.export.unpickler import Inert, safe_load, state_dict_of
+from glimpse.export.unpickler import Inert, load_weights, safe_load, state_dict_of
 from glimpse.preprocess import Preprocess
 from glimpse.vocab import Vocab
 
@@ -87,15 +87,7 @@ def import_sat(checkpoint: str | Path, word_map: str | Path, image_size: int = 2
         )
     model = ShowAttendTell(config)
     for name, sd in (("encoder", encoder_sd), ("decoder", decoder_sd)):
-        try:
-            missing, unexpected = getattr(model, name).load_state_dict(sd, strict=False)
-        except RuntimeError as e:  # a shape mismatch
-            raise CheckpointError(f"{checkpoint}: {name} weights: {str(e).splitlines()[-1].strip()}") from None
-        if missing or unexpected:
-            raise CheckpointError(
-                f"{checkpoint}: {name} weights do not fit the tutorial layout"
-                f" (missing {missing[:3]}, unexpected {unexpected[:3]})"
-            )
+        load_weights(getattr(model, name), sd, f"{checkpoint}: {name} weights", "tutorial")
     return model.eval(), vocab, Preprocess(size=(config.image_size, config.image_size))
 
 

@@ -133,12 +133,8 @@ class CaptionPipeline(Pipeline):
 
             host = self.sessions["init"].host
             state = {"h": host(init["h"])[:, None], "c": host(init["c"])[:, None]}  # (B, 1, D): one start beam
-            if sampling is not None:
-                results = search.sample(step, state, len(pixels), start, end, max_length, **sampling)
-            else:
-                results = search.beam_search(
-                    step, state, len(pixels), start, end, beam_size, max_length, length_penalty, nbest
-                )
+            options = (beam_size, max_length, length_penalty, nbest, sampling)
+            results = search.run(step, state, len(pixels), start, end, *options)
         if timings is not None:
             steps = max(r.steps for r in results)
             timings.update(encoder=t1 - t0, init=t2 - t1, decode=time.perf_counter() - t2, steps=steps)

@@ -18,7 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from glimpse.errors import CheckpointError, GlimpseError
-from glimpse.export.unpickler import safe_load
+from glimpse.export.unpickler import load_weights, safe_load
 from glimpse.families.vqa import NAMES
 from glimpse.nn.cnn import image_preprocess, load_cnn
 from glimpse.nn.text import UNKNOWN
@@ -152,15 +152,7 @@ def import_vqa(
     head_weights = weights if family == "saaa" else {**weights, **{f"cnn.{k}": v for k, v in cnn_sd.items()}}
     parts = [(head, head_weights, checkpoint)] + ([(model.cnn, cnn_sd, cnn)] if family == "saaa" else [])
     for module, sd, source in parts:
-        try:
-            missing, unexpected = module.load_state_dict(sd, strict=False)
-        except RuntimeError as e:  # a shape mismatch
-            raise CheckpointError(f"{source}: {str(e).splitlines()[-1].strip()}") from None
-        if missing or unexpected:
-            raise CheckpointError(
-                f"{source}: the weights do not fit the {family} layout (missing {missing[:3]}, unexpected"
-                f" {unexpected[:3]})"
-            )
+        load_weights(module, sd, f"{source}: the weights", family)
     return model.eval(), questions, answers, preprocess
 
 
