@@ -226,3 +226,16 @@ def test_quantize_check_and_serve_read_the_registry(nic, tmp_path, capsys):
     got = answer(pipe, "caption", items, options, {})
     assert [g["tokens"] for g in got] == [c.tokens for c in pipe([im for im, _ in items], beam_size=3)]
     assert [g["image"] for g in got] == ["image 0", "image 1", "image 2"]
+
+
+def test_sampling_and_nbest(nic):
+    bundle, _, words, _ = nic
+    pipe = NICPipeline(bundle)
+    sampling = {"temperature": 0.7, "top_k": 5, "top_p": 0.9, "seed": 3}
+    first, again = (pipe(images(), sampling=sampling, batch_size=6) for _ in range(2))
+    assert [c.tokens for c in first] == [c.tokens for c in again]  # the seed decides
+    assert all(len(c.tokens) <= 20 and (c.finished == (c.tokens[-1] == words.special["end"])) for c in first)
+    [cap] = pipe(images()[-1:], beam_size=4, nbest=3)
+    scores = [s for _, s in cap.nbest]
+    # the finished captions, at most 3, best first (this image's beams mostly run the 20 steps)
+    assert 1 <= len(scores) <= 3 and scores == sorted(scores, reverse=True) and scores[0] == cap.score
