@@ -60,28 +60,24 @@ def infer_config(family: str, w: dict, backbone: str, caffe: bool, image_size: i
 
     common = {"backbone": backbone, "caffe": caffe, "image_size": image_size}
     common["max_question_length"] = max_question_length
+    if family in ("saaa", "naive"):  # pytorch-vqa's TextProcessor and Classifier
+        common |= {
+            "tokens": w["text.embedding.weight"].shape[0],
+            "embedding_features": w["text.embedding.weight"].shape[1],
+            "lstm_features": w["text.lstm.weight_hh_l0"].shape[1],
+            "classifier_features": w["classifier.lin1.weight"].shape[0],
+            "answers": w["classifier.lin2.weight"].shape[0],
+        }
     if family == "saaa":
         return SAAAConfig(
             **common,
-            tokens=w["text.embedding.weight"].shape[0],
-            embedding_features=w["text.embedding.weight"].shape[1],
-            lstm_features=w["text.lstm.weight_hh_l0"].shape[1],
             vision_features=w["attention.v_conv.weight"].shape[1],
             mid_features=w["attention.v_conv.weight"].shape[0],
             glimpses=w["attention.x_conv.weight"].shape[0],
-            classifier_features=w["classifier.lin1.weight"].shape[0],
-            answers=w["classifier.lin2.weight"].shape[0],
         )
     if family == "naive":
         return NaiveConfig(
-            **common,
-            tokens=w["text.embedding.weight"].shape[0],
-            embedding_features=w["text.embedding.weight"].shape[1],
-            lstm_features=w["text.lstm.weight_hh_l0"].shape[1],
-            vision_features=w["v_lin.weight"].shape[1],
-            fused_features=w["v_lin.weight"].shape[0],
-            classifier_features=w["classifier.lin1.weight"].shape[0],
-            answers=w["classifier.lin2.weight"].shape[0],
+            **common, vision_features=w["v_lin.weight"].shape[1], fused_features=w["v_lin.weight"].shape[0]
         )
     hops = len({k.split(".")[1] for k in w if k.startswith(("hops.", "visual."))})
     text = {
