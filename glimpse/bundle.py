@@ -99,6 +99,13 @@ class Bundle:
                 )
         return self._checked(entry)
 
+    def cpu_graph_path(self, name: str, precision: str = "fp32") -> Path:
+        """The checked path of the graph ONNX Runtime's CPU provider runs for ``name`` at ``precision``: int8's CPU
+        variant (``precisions.int8.cpu``, which may name the fp32 graph) where glimpse quantize made one, else the
+        graph ``graph_path`` gives (bundles quantized before CPU variants existed run their TensorRT int8 graph)."""
+        cpu = self.graphs.get(name, {}).get("precisions", {}).get(precision, {}).get("cpu")
+        return self._checked(cpu) if cpu else self.graph_path(name, precision)
+
     def file_path(self, name: str) -> Path:
         """The checked path of a non-graph file entry of the manifest (such as ``weights``)."""
         entry = self.manifest.get("files", {}).get(name)

@@ -28,12 +28,19 @@ class Check(Tool):
         reports = check_bundle(Bundle(args.bundle))
         print(f"{'graph':<10} {'precision':<9} {'file':<20} {'opset':>5} {'nodes':>6}  TensorRT parser rules")
         for r in reports:
+            if r.skipped:
+                print(f"{r.graph:<10} {r.precision:<9} {r.file:<20}  skipped: {r.skipped}")
+                continue
             ok = "ok" if r.ok else "FAILED"
             print(f"{r.graph:<10} {r.precision:<9} {r.file:<20} {r.opset!s:>5} {r.nodes:>6}  {ok}")
             for problem in r.problems:
                 print(f"    {problem}")
+        skipped = sum(bool(r.skipped) for r in reports)
         failed = sum(not r.ok for r in reports)
+        checked = len(reports) - skipped
         print(
-            f"{len(reports) - failed} of {len(reports)} graphs pass" + (f"; {failed} would not parse" if failed else "")
+            f"{checked - failed} of {checked} graphs pass"
+            + (f"; {failed} would not parse" if failed else "")
+            + (f"; {skipped} CPU variants skipped (not for TensorRT)" if skipped else "")
         )
         return 1 if failed else 0

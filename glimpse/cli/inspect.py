@@ -41,6 +41,17 @@ class Inspect(Tool):
             for precision, q in g.get("precisions", {}).items():
                 err = max((e["max_rel"] for e in q["max_error_vs_fp32"].values()), default=float("nan"))
                 print(f"  {precision}  {q['file']}  {q['bytes'] / 1e6:.1f} MB  max rel error {err:.1e} against fp32")
+                cpu = q.get("cpu")  # int8's variant for ONNX Runtime's CPU provider (the line above: TensorRT's)
+                if cpu:
+                    ms = f"{cpu['ms']['int8']:.1f} ms against fp32's {cpu['ms']['fp32']:.1f}"
+                    if cpu["scheme"] == "fp32":
+                        print(f"  {precision}-cpu  {cpu['file']}  fp32 kept: {cpu['int8_scheme_tried']} took {ms}")
+                    else:
+                        err = max((e["max_rel"] for e in cpu["max_error_vs_fp32"].values()), default=float("nan"))
+                        print(
+                            f"  {precision}-cpu  {cpu['file']}  {cpu['bytes'] / 1e6:.1f} MB  {cpu['scheme']}  max rel"
+                            f" error {err:.1e} against fp32, {ms} on ONNX Runtime's CPU provider"
+                        )
             for kind, values in (("in ", g["inputs"]), ("out", g["outputs"])):
                 for v in values:
                     print(f"  {kind}  {v['name']:<{width}}  {v['dtype']:<8} [{', '.join(map(str, v['shape']))}]")

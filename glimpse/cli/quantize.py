@@ -1,4 +1,5 @@
-"""``glimpse quantize``: fp16 and int8 graphs beside a bundle's fp32 ones, checked against them."""
+"""``glimpse quantize``: fp16 and int8 graphs (TensorRT's, and int8 for ONNX Runtime's CPU provider) beside a
+bundle's fp32 ones, checked against them."""
 
 from __future__ import annotations
 
@@ -15,6 +16,12 @@ class Quantize(Tool):
     graphs, measure each against fp32 on the calibration inputs and record them in the manifest. The step graph
     calibrates on the states seen while decoding. An m2 bundle calibrates on detection features
     (--calibration-features) instead of images.
+
+    int8 also writes <graph>.int8-cpu.onnx, for ONNX Runtime's CPU provider, which fuses none of the TensorRT
+    graph's Q/DQ: u8s8-static (uint8 asymmetric activations, int8 per-channel weights, on the same ranges) for
+    graphs with convolutions, int8-dynamic (onnxruntime's quantize_dynamic) for the others; where it is no faster
+    than fp32 here, the fp32 graph is kept for the CPU. The manifest's precisions.int8 is the TensorRT graph,
+    precisions.int8.cpu the CPU one; --precision int8 runs the CPU one on ONNX Runtime's CPU provider.
     """
 
     name = "quantize"

@@ -92,7 +92,7 @@ def _captions(bundle: Bundle, precisions: list[str], count: int, beam_size: int,
             for metric in ("BLEU-4", "CIDEr"):
                 figures[f"{metric} change"] = figures[metric] - fp32[1][metric]
             if p != "fp32" and not fused:
-                step = OnnxRuntimeSession(bundle.graph_path("step", p), threads=threads)
+                step = OnnxRuntimeSession(bundle.cpu_graph_path("step", p), threads=threads)  # what the pipeline ran
                 diffs = [np.abs(step.run(f)["logprobs"] - fp32_step.run(f)["logprobs"]) for f in step_feeds]
                 figures["logprob_error_max"] = float(max(d.max() for d in diffs))
                 figures["logprob_error_mean"] = float(np.mean([d.mean() for d in diffs]))

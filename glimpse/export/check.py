@@ -51,6 +51,7 @@ class Report:
     opset: int | None = None
     nodes: int = 0
     problems: list[str] = field(default_factory=list)
+    skipped: str = ""  # why this graph is not held to TensorRT's rules (int8's CPU variant)
 
     @property
     def ok(self) -> bool:
@@ -58,11 +59,16 @@ class Report:
 
 
 def check_bundle(bundle: Bundle) -> list[Report]:
-    """One report per graph file of the bundle: each graph in fp32 and in every precision made of it."""
+    """One report per graph file of the bundle: each graph in fp32 and in every precision made of it; int8's
+    CPU variant, which TensorRT never runs, as a skipped report."""
     reports = []
     for name, graph in bundle.graphs.items():
-        for precision in ("fp32", *graph.get("precisions", {})):
+        for precision, entry in (("fp32", graph), *graph.get("precisions", {}).items()):
             reports.append(check_graph(bundle.graph_path(name, precision), name, precision))
+            cpu = entry.get("cpu")
+            if cpu and cpu["file"] != graph["file"]:  # not the fp32 graph kept for the CPU
+                why = f"{cpu['scheme']} for ONNX Runtime's CPU provider; TensorRT runs {entry['file']}"
+                reports.append(Report(name, f"{precision}-cpu", cpu["file"], skipped=why))
     return reports
 
 

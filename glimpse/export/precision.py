@@ -13,6 +13,17 @@ graph runs on ONNX Runtime, where its accuracy is measured on any machine.
   decoding them. The ranges found are kept in ``calibration/<graph>-<key>.json`` (onnxruntime's
   calibration cache), keyed by the fp32 graph and the calibration inputs, so quantizing again with the
   same images skips them.
+
+  ``int8`` also writes a CPU variant, ``<graph>.int8-cpu.onnx``, for ONNX Runtime's CPU provider, whose
+  kernels fuse none of the TensorRT graph's symmetric Q/DQ pairs (they dequantize and run fp32 kernels):
+
+  * ``u8s8-static``, for graphs with convolutions: Q/DQ with uint8 asymmetric activations and int8
+    symmetric per-channel weights around Conv/MatMul/Gemm, on the same calibration ranges as the TensorRT
+    graph; ONNX Runtime fuses them into QLinearConv and int8 matmuls (VNNI where the CPU has it).
+  * ``int8-dynamic``, for the others (init, decoder steps, heads, text encoders): int8 per-channel weights of
+    MatMul/Gemm/LSTM/Gather, activations quantized on every call (MatMulInteger, DynamicQuantizeLinear);
+    a decoder step is bound by reading its weights, a quarter of the bytes in int8.
+  * ``fp32``: where the int8 graph measured no faster than fp32 on this machine, the fp32 graph is kept.
 """
 
 from __future__ import annotations
@@ -31,6 +42,7 @@ from glimpse.errors import GlimpseError
 from glimpse.export import onnx as onnx_export
 
 PRECISIONS = ("fp16", "int8")
+CPU_SCHEMES = ("u8s8-static", "int8-dynamic")  # the CPU variant's ways to int8; see the module docstring
 KEEP_FP32 = ["Softmax", "LogSoftmax", "LayerNormalization", "ReduceMean", "ReduceSum", "ReduceMax", "Sigmoid", "TopK"]
 QUANTIZED_OPS = ["Conv", "MatMul", "Gemm"]
 CHECK_IMAGES = 8  # images whose decoding supplies the inputs each converted graph is measured on
@@ -60,9 +72,8 @@ def downstream(model, name: str) -> list[str]:
     return nodes
 
 
-def to_int8(src: Path, dst: Path, feeds: list[dict[str, np.ndarray]], cache: Path) -> None:
-    """Q/DQ-quantize ``src`` on the ranges in ``cache``, found from ``feeds`` first if it is absent."""
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+def _reader(feeds: list[dict[str, np.ndarray]]):
+    from onnxruntime.quantization import CalibrationDataReader
 
     class Feeds(CalibrationDataReader):
         def __init__(self):
@@ -71,11 +82,18 @@ def to_int8(src: Path, dst: Path, feeds: list[dict[str, np.ndarray]], cache: Pat
         def get_next(self):
             return next(self.it, None)
 
+    return Feeds()
+
+
+def to_int8(src: Path, dst: Path, feeds: list[dict[str, np.ndarray]], cache: Path) -> None:
+    """Q/DQ-quantize ``src`` on the ranges in ``cache``, found from ``feeds`` first if it is absent."""
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+
     logging.getLogger().setLevel(logging.ERROR)  # quantize_static warns on the root logger about pre-processing
     quantize_static(
         str(src),
         str(dst),
-        Feeds(),
+        _reader(feeds),
         quant_format=QuantFormat.QDQ,
         activation_type=QuantType.QInt8,
         weight_type=QuantType.QInt8,
@@ -84,6 +102,62 @@ def to_int8(src: Path, dst: Path, feeds: list[dict[str, np.ndarray]], cache: Pat
         extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False},
         calibration_cache_path=cache,
     )
+
+
+def to_cpu_int8(src: Path, dst: Path, feeds: list[dict[str, np.ndarray]], cache: Path, scheme: str) -> None:
+    """The CPU variant of ``src`` by ``scheme`` (one of CPU_SCHEMES); ``u8s8-static`` reads (or first writes)
+    the ranges in ``cache``, the same tensors' ranges ``to_int8`` calibrates."""
+    import onnxruntime
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_dynamic, quantize_static
+
+    logging.getLogger().setLevel(logging.ERROR)
+    onnxruntime.set_default_logger_severity(3)  # quantize_dynamic's shape inference warns about LSTM outputs
+    if scheme == "int8-dynamic":
+        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, per_channel=True)
+        return
+    if scheme != "u8s8-static":
+        raise GlimpseError(f"unknown CPU int8 scheme '{scheme}' (choose from {', '.join(CPU_SCHEMES)})")
+    quantize_static(
+        str(src),
+        str(dst),
+        _reader(feeds),
+        quant_format=QuantFormat.QDQ,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+        per_channel=True,
+        op_types_to_quantize=QUANTIZED_OPS,
+        extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
+        calibration_cache_path=cache,
+    )
+
+
+def cpu_scheme(src: Path) -> str:
+    """The CPU scheme for graph ``src``: static for convolution trunks (dynamic int8 convolutions, ConvInteger,
+    have no fast CPU kernel), dynamic for the rest (no calibration, and the ranges of every call)."""
+    import onnx
+
+    graph = onnx.load(src, load_external_data=False).graph
+    return "u8s8-static" if any(n.op_type == "Conv" for n in graph.node) else "int8-dynamic"
+
+
+def median_ms(paths: list[Path], feeds: list[dict[str, np.ndarray]], rounds: int = 3) -> list[float]:
+    """The median ms per feed of each graph of ``paths`` on ONNX Runtime's CPU provider, timed in turns
+    (each round runs every graph on ``feeds``), so that a machine busy with other work slows them alike."""
+    import time
+
+    from glimpse.runtime.session import OnnxRuntimeSession
+
+    sessions = [OnnxRuntimeSession(p) for p in paths]
+    for s in sessions:
+        s.run(feeds[0])  # warm up: the first run allocates
+    times: list[list[float]] = [[] for _ in sessions]
+    for _ in range(rounds):
+        for s, t in zip(sessions, times):
+            start = time.perf_counter()
+            for feed in feeds:
+                s.run(feed)
+            t.append((time.perf_counter() - start) * 1e3 / len(feeds))
+    return [float(np.median(t)) for t in times]
 
 
 def recorded_feeds(pipe, run: Callable, inputs: np.ndarray, batch: int = 8) -> dict[str, list]:
@@ -116,12 +190,11 @@ def calibration_cache(bundle: Bundle, name: str, inputs: np.ndarray) -> Path:
 def quantize(
     bundle: Bundle, precision: str, inputs: np.ndarray, record: Callable, log: Callable[[str], None] = print
 ) -> Bundle:
-    """Write ``<graph>.<precision>.onnx`` for every graph of ``bundle``, measure each against fp32 on
-    the inputs seen while running the first calibration images (``inputs``: what the encoder reads;
-    ``record(inputs)`` -> {graph: [feed, ...]}, see ``glimpse.families.recorder``), and record them in the
-    manifest."""
-    from glimpse.runtime.session import OnnxRuntimeSession
-
+    """Write ``<graph>.<precision>.onnx`` for every graph of ``bundle`` (int8: and the CPU variant
+    ``<graph>.int8-cpu.onnx``), measure each against fp32 on the inputs seen while running the first
+    calibration images (``inputs``: what the encoder reads; ``record(inputs)`` -> {graph: [feed, ...]}, see
+    ``glimpse.families.recorder``), and record them in the manifest: ``precisions[precision]`` is the graph
+    TensorRT runs, ``precisions["int8"]["cpu"]`` the one ONNX Runtime's CPU provider runs."""
     if precision not in PRECISIONS:
         raise GlimpseError(f"unknown precision '{precision}' (choose from {', '.join(PRECISIONS)})")
     caches = {name: calibration_cache(bundle, name, inputs) for name in bundle.graphs}
@@ -132,47 +205,78 @@ def quantize(
     manifest = json.loads((bundle.path / MANIFEST).read_text())
     for name in bundle.graphs:
         src = bundle.graph_path(name)
+        sample = feeds[name][:: max(1, len(feeds[name]) // 16)]  # up to ~16 feeds spread over the run
         dst = src.with_name(f"{name}.{precision}.onnx")
-        tmp = dst.with_name(f".{dst.name}.partial")
         entry: dict = {}
         if precision == "fp16":
-            to_fp16(src, tmp)
+            _written(to_fp16, src, dst)
         else:
             caches[name].parent.mkdir(exist_ok=True)
             for stale in caches[name].parent.glob(f"{name}-*.json"):
                 if stale != caches[name]:
                     stale.unlink()
-            to_int8(src, tmp, feeds[name], caches[name])
+            _written(to_int8, src, dst, feeds[name], caches[name])
             entry["calibration"] = {"images": len(inputs), "cache": str(caches[name].relative_to(bundle.path))}
-        os.replace(tmp, dst)
-        reference, converted = OnnxRuntimeSession(src), OnnxRuntimeSession(dst)
-        sample = feeds[name][:: max(1, len(feeds[name]) // 16)]  # up to ~16 feeds spread over the run
-        errors: dict = {}
-        agree = 0
-        for feed in sample:
-            got, want = converted.run(feed), reference.run(feed)
-            if name == "step_fused":  # values compared where both chose the same beams
-                chosen = np.arange(feed["tokens"].shape[1])[None, :] < feed["width"][:, None]  # (B, K)
-                if not all(np.array_equal(got[o][chosen], want[o][chosen]) for o in SELECTION):
-                    continue
-                agree += 1
-                got, want = ({o: x[o][chosen] for o in FUSED_VALUES} for x in (got, want))
-            errors = onnx_export.merge_errors(errors, onnx_export.errors(got, want))
-        worst_output, worst = max(errors.items(), key=lambda kv: kv[1]["max_rel"], default=("-", {"max_rel": np.nan}))
-        size = dst.stat().st_size / 1e6
-        line = f"{precision} {dst.name:<18} {size:7.1f} MB  max rel error {worst['max_rel']:.2e} ({worst_output})"
-        if name == "step_fused":
-            entry["same_beams"] = f"{agree}/{len(sample)} feeds"
-            line += f", the same beams as fp32 on {agree}/{len(sample)} feeds"
-        log(line)
-        manifest["graphs"][name].setdefault("precisions", {})[precision] = {
-            "file": dst.name,
-            "sha256": sha256_of(dst),
-            "bytes": dst.stat().st_size,
-            "max_error_vs_fp32": errors,
-            **entry,
-        }
+            entry["runs_on"] = "tensorrt"
+        entry = {**_measured(name, src, dst, sample, precision, log), **entry}
+        if precision == "int8":
+            entry["cpu"] = _cpu_variant(name, src, feeds[name], sample, caches[name], log)
+        manifest["graphs"][name].setdefault("precisions", {})[precision] = entry
     tmp = bundle.path / f".{MANIFEST}.partial"
     tmp.write_text(json.dumps(manifest, indent=1))
     os.replace(tmp, bundle.path / MANIFEST)  # the manifest last: it names only complete files
     return Bundle(bundle.path)
+
+
+def _written(convert: Callable, src: Path, dst: Path, *args) -> None:
+    """``convert(src, tmp, *args)``, then ``tmp`` moved to ``dst``: a half-written graph never has its final name."""
+    tmp = dst.with_name(f".{dst.name}.partial")
+    convert(src, tmp, *args)
+    os.replace(tmp, dst)
+
+
+def _measured(name: str, src: Path, dst: Path, sample: list[dict], label: str, log: Callable[[str], None]) -> dict:
+    """The manifest entry of ``dst``, a converted ``src``, with its error against fp32 on ``sample`` (logged)."""
+    from glimpse.runtime.session import OnnxRuntimeSession
+
+    reference, converted = OnnxRuntimeSession(src), OnnxRuntimeSession(dst)
+    errors: dict = {}
+    agree = 0
+    for feed in sample:
+        got, want = converted.run(feed), reference.run(feed)
+        if name == "step_fused":  # values compared where both chose the same beams
+            chosen = np.arange(feed["tokens"].shape[1])[None, :] < feed["width"][:, None]  # (B, K)
+            if not all(np.array_equal(got[o][chosen], want[o][chosen]) for o in SELECTION):
+                continue
+            agree += 1
+            got, want = ({o: x[o][chosen] for o in FUSED_VALUES} for x in (got, want))
+        errors = onnx_export.merge_errors(errors, onnx_export.errors(got, want))
+    worst_output, worst = max(errors.items(), key=lambda kv: kv[1]["max_rel"], default=("-", {"max_rel": np.nan}))
+    size = dst.stat().st_size / 1e6
+    line = f"{label:<8} {dst.name:<22} {size:7.1f} MB  max rel error {worst['max_rel']:.2e} ({worst_output})"
+    entry = {"file": dst.name, "sha256": sha256_of(dst), "bytes": dst.stat().st_size, "max_error_vs_fp32": errors}
+    if name == "step_fused":
+        entry["same_beams"] = f"{agree}/{len(sample)} feeds"
+        line += f", the same beams as fp32 on {agree}/{len(sample)} feeds"
+    log(line)
+    return entry
+
+
+def _cpu_variant(
+    name: str, src: Path, feeds: list[dict], sample: list[dict], cache: Path, log: Callable[[str], None]
+) -> dict:
+    """Write and measure ``<graph>.int8-cpu.onnx``; -> its manifest entry, or one naming the fp32 graph
+    (scheme "fp32") where the int8 graph is no faster than fp32 on ONNX Runtime's CPU provider here."""
+    scheme = cpu_scheme(src)
+    dst = src.with_name(f"{name}.int8-cpu.onnx")
+    _written(to_cpu_int8, src, dst, feeds, cache, scheme)
+    fp32_ms, int8_ms = median_ms([src, dst], sample[:4])
+    timing = {"fp32": round(fp32_ms, 3), "int8": round(int8_ms, 3)}
+    if int8_ms >= fp32_ms:
+        dst.unlink()
+        log(f"int8-cpu {name}: {scheme} took {int8_ms:.1f} ms against fp32's {fp32_ms:.1f}; fp32 kept")
+        kept = {"file": src.name, "sha256": sha256_of(src), "bytes": src.stat().st_size}
+        return {"scheme": "fp32", "runs_on": "onnxruntime-cpu", **kept, "ms": timing, "int8_scheme_tried": scheme}
+    entry = _measured(name, src, dst, sample, "int8-cpu", log)
+    log(f"int8-cpu {name}: {scheme}, {int8_ms:.1f} ms against fp32's {fp32_ms:.1f} ({fp32_ms / int8_ms:.1f}x)")
+    return {"scheme": scheme, "runs_on": "onnxruntime-cpu", **entry, "ms": timing}

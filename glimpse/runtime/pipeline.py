@@ -46,7 +46,8 @@ def open_sessions(
     """The graphs ``names`` of ``bundle`` on ``backend``. ``torch_modules(bundle)`` -> {graph: reference
     module} is the family's, for the torch backend."""
     if backend == "onnxruntime":
-        return {n: OnnxRuntimeSession(bundle.graph_path(n, precision), device, threads) for n in names}
+        path = bundle.cpu_graph_path if device == "cpu" else bundle.graph_path  # int8: its CPU variant on the CPU
+        return {n: OnnxRuntimeSession(path(n, precision), device, threads) for n in names}
     if backend == "tensorrt":
         from glimpse.runtime.tensorrt import tensorrt_sessions
 
