@@ -24,6 +24,7 @@ class Family:
     example: str  # a `glimpse export NAME ...` command line
     reads: str = "images"  # what its encoder reads: images, or (m2) detection regions
     demo_beam: int = 3  # captioners: the beam glimpse demo and glimpse eval decode with
+    compiled_reference: bool = False  # captioners: ``reference`` takes compiled=True (torch.compile)
 
     def add_import_arguments(self, parser: argparse.ArgumentParser) -> None:
         """The arguments that name the checkpoint files and the facts they do not hold."""
@@ -47,9 +48,11 @@ class Family:
 
     def contender(self, name: str, bundle, device: str, threads: int | None, compile: bool) -> Callable:
         """For glimpse bench and the demo, a captioner of images timed: ``name`` ("reference", the public
-        implementation's own loop, or one of ``glimpse.runtime.pipeline.CONTENDERS``, glimpse's pipeline on a
-        backend and precision) over ``bundle`` -> caption(images, beam, batch) -> seconds per phase
-        (``PHASES``, summed over the images) and decode steps."""
+        implementation's own loop; "reference-compiled", the same with its modules under torch.compile; or one
+        of ``glimpse.runtime.pipeline.CONTENDERS``, glimpse's pipeline on a backend and precision) over
+        ``bundle`` -> caption(images, beam, batch) -> seconds per phase (``PHASES``, summed over the images),
+        decode steps and, where the contender knows them, "tokens": per image <start> ... <end>, or None where
+        no hypothesis finished."""
         import time
 
         from glimpse.runtime.pipeline import CONTENDERS, PHASES
@@ -58,8 +61,13 @@ class Family:
             raise GlimpseError(f"glimpse bench times captioners of images, not {self.name} (benchmarks/ has its own)")
         if name == "reference":
             return self.reference(bundle, device, threads)
+        if name == "reference-compiled":
+            if not self.compiled_reference:
+                raise GlimpseError(f"glimpse bench has no compiled reference loop for {self.name} bundles")
+            return self.reference(bundle, device, threads, compiled=True)
         if name not in CONTENDERS:
-            raise GlimpseError(f"unknown contender '{name}' (choose from reference, {', '.join(CONTENDERS)})")
+            choices = ", ".join(("reference", "reference-compiled", *CONTENDERS))
+            raise GlimpseError(f"unknown contender '{name}' (choose from {choices})")
         backend, precision, cuda_graphs = CONTENDERS[name]
         pipe = self.pipeline(
             bundle, backend=backend, device=device, threads=threads, precision=precision, cuda_graphs=cuda_graphs
@@ -70,22 +78,26 @@ class Family:
             for session in pipe.sessions.values():
                 session.module = torch.compile(session.module, dynamic=True)
 
+        start = bundle.vocab.special["start"]
+
         def caption(images, beam, batch):
-            total = dict.fromkeys(PHASES, 0.0) | {"steps": 0}
+            total = dict.fromkeys(PHASES, 0.0) | {"steps": 0, "tokens": []}
             for i in range(0, len(images), batch):
                 t = time.perf_counter()
                 pixels = np.stack([bundle.preprocess(im) for im in images[i : i + batch]])
                 total["preprocess"] += time.perf_counter() - t
                 timings: dict = {}
-                pipe.decode(pixels, beam, timings=timings)
+                found = pipe.decode(pixels, beam, timings=timings)
                 for k, v in timings.items():
                     total[k] += v
+                total["tokens"] += [[start, *r.best.tokens] if r.best.finished else None for r in found]
             return total
 
         return caption
 
-    def reference(self, bundle, device: str, threads: int | None) -> Callable:
-        """The public implementation's own captioning loop on the reference modules, timed as ``contender``."""
+    def reference(self, bundle, device: str, threads: int | None, compiled: bool = False) -> Callable:
+        """The public implementation's own captioning loop on the reference modules, timed as ``contender``;
+        ``compiled`` (where ``compiled_reference``): its modules under torch.compile."""
         raise GlimpseError(f"glimpse bench has no reference loop for {self.name} bundles")
 
     def __repr__(self) -> str:

@@ -10,6 +10,7 @@ from glimpse.families.base import Family
 
 class ShowAttendTell(Family):
     name, task = "sat", "caption"
+    compiled_reference = True
     title = "Show, Attend and Tell (sgrvinod/a-PyTorch-Tutorial-to-Image-Captioning)"
     description = (
         "Export a Show-Attend-Tell captioner: encoder.onnx (image -> features), init.onnx (features -> attention"
@@ -73,10 +74,10 @@ class ShowAttendTell(Family):
 
         return CaptionPipeline(bundle, **options)
 
-    def reference(self, bundle, device, threads):
+    def reference(self, bundle, device, threads, compiled=False):
         from glimpse.families.sat.contenders import reference
 
-        return reference(bundle, device, threads)
+        return reference(bundle, device, threads, compiled)
 
     def calibrate(self, pipe, inputs, texts, beam, offset):
         pipe.decode(inputs, beam, fused=False)

@@ -12,12 +12,19 @@ from glimpse.families.sat.model import ShowAttendTell, reference_step
 
 @torch.no_grad()
 def caption_image_beam_search(
-    model: ShowAttendTell, image: torch.Tensor, beam_size: int, start: int, end: int, timings: dict | None = None
+    model: ShowAttendTell,
+    image: torch.Tensor,
+    beam_size: int,
+    start: int,
+    end: int,
+    timings: dict | None = None,
+    step_fn=reference_step,
 ):
     """One preprocessed image (3, H, W) end to end as caption.py runs it: the encoder, the features
     copied once per beam, and every step on the copies (attention projection included), in eager
     PyTorch on the image's device. -> (tokens, score) or None. ``timings``, a dict, receives the
-    seconds of the encoder, init and decode phases and the number of decode steps."""
+    seconds of the encoder, init and decode phases and the number of decode steps. ``step_fn``:
+    ``reference_step`` or the same compiled (glimpse bench's reference-compiled)."""
     clock = Clock(image.device)
     encoder_out = model.encoder(image.unsqueeze(0)).flatten(1, 2)  # (1, P, E)
     t_encoder = clock()
@@ -29,7 +36,7 @@ def caption_image_beam_search(
         nonlocal steps
         steps += 1
         k = len(prev_words)
-        logprobs, h, c, _ = reference_step(model.decoder, encoder_out.expand(k, -1, -1), prev_words, *hc.unbind(1))
+        logprobs, h, c, _ = step_fn(model.decoder, encoder_out.expand(k, -1, -1), prev_words, *hc.unbind(1))
         return logprobs, torch.stack([h, c], 1)
 
     result = beam_search(step, torch.stack([h, c], 1), beam_size, start, end, model.config.vocab_size)
