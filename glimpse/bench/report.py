@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import statistics
 from pathlib import Path
+
+COMPILED = "reference-compiled"  # the tutorial's loop under torch.compile
 
 # The issue's bar for a 2-core CPU at beam 5, as (label, how to read it off the results, target ratio).
 GOALS = (
@@ -14,7 +17,7 @@ GOALS = (
 
 def markdown(r: dict) -> str:
     c, m, s = r["config"], r["machine"], r["settings"]
-    ref = r["contenders"].get("reference")
+    ref, comp = r["contenders"].get("reference"), r["contenders"].get(COMPILED)
     lines = [
         f"## {r.get('family', 'sat')}, {r['model']} model: "
         + ", ".join(f"{k} {v}" for k, v in c.items())
@@ -26,56 +29,137 @@ def markdown(r: dict) -> str:
         "",
         "### Latency of one image at batch 1 (ms)",
         "",
-        "| contender | beam | p50 | p90 | p99 | preprocess | encoder | init | decode | steps | p50 speed-up |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| contender | beam | p50 | p90 | p99 | preprocess | encoder | init | decode | steps | same tokens"
+        " | p50 speed-up | against compiled |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, res in r["contenders"].items():
         for beam, t in res["latency"].items():
-            ratio = _ratio(ref and ref["latency"][beam]["p50_ms"], t["p50_ms"])
+            ratios = [_ratio(base and base["latency"][beam]["p50_ms"], t["p50_ms"]) for base in (ref, comp)]
+            same = res.get("same_tokens", {}).get(beam)
+            same = "-" if same is None else f"{same}/{s['images']}"
             ms = " | ".join(f"{t[k]:.1f}" for k in ("p50_ms", "p90_ms", "p99_ms", "preprocess_ms", "encoder_ms"))
             lines.append(
-                f"| {name} | {beam} | {ms} | {t['init_ms']:.2f} | {t['decode_ms']:.1f} | {t['steps']:.1f} | {ratio} |"
+                f"| {name} | {beam} | {ms} | {t['init_ms']:.2f} | {t['decode_ms']:.1f} | {t['steps']:.1f}"
+                f" | {same} | {' | '.join(ratios)} |"
             )
     batches = s["batches"]
     speedups = [
-        f"{name} {beam}: {_ratio(ref['latency'][beam]['decode_ms'], t['decode_ms'])}"
+        f"{name} {beam}: {_ratio(base['latency'][beam]['decode_ms'], t['decode_ms'])}"
+        for base in (ref, comp)
+        if base
         for name, res in r["contenders"].items()
-        if ref and name != "reference"
+        if name not in ("reference", COMPILED)
         for beam, t in res["latency"].items()
     ]
     lines += [
         "",
-        "p50/p90/p99 over the scenes; the phases are medians."
-        + (f" Decode speed-up at each beam: {', '.join(speedups)}." if speedups else ""),
+        "p50/p90/p99 over the scenes; the phases are medians. Same tokens: captions whose tokens are the reference's"
+        " (where no hypothesis reaches <end>, as with random weights, that is agreement on finding none)."
+        + (
+            f" Decode speed-up at each beam, against the reference then the compiled one: {', '.join(speedups)}."
+            if speedups
+            else ""
+        ),
         "",
         f"### Throughput (images/s) at beam {s['throughput_beam']}",
         "",
-        "| contender | " + " | ".join(f"batch {b}" for b in batches) + " | speed-up at the largest batch |",
-        "|---|" + "---:|" * (len(batches) + 1),
+        "| contender | "
+        + " | ".join(f"batch {b}" for b in batches)
+        + " | speed-up at the largest batch | against compiled |",
+        "|---|" + "---:|" * (len(batches) + 2),
     ]
     for name, res in r["contenders"].items():
         tp = res["throughput"]
-        ratio = _ratio(ref and 1 / ref["throughput"][batches[-1]], 1 / tp[batches[-1]])
-        lines.append(f"| {name} | " + " | ".join(f"{tp[b]:.2f}" for b in batches) + f" | {ratio} |")
+        ratios = [_ratio(base and 1 / base["throughput"][batches[-1]], 1 / tp[batches[-1]]) for base in (ref, comp)]
+        lines.append(f"| {name} | " + " | ".join(f"{tp[b]:.2f}" for b in batches) + f" | {' | '.join(ratios)} |")
     lines += [
         "",
-        "The reference captions one image at a time (the public code has no batching): its images/s is the same at"
-        " every batch size.",
+        "The reference captions one image at a time (the public code has no batching), compiled or not: its images/s"
+        " is the same at every batch size.",
         "",
-        "### Peak memory (MiB)",
+        "### Peak memory (MiB) and start-up (s)",
         "",
-        "| contender | peak RSS | peak CUDA (torch allocator) |",
-        "|---|---:|---:|",
+        "| contender | peak RSS | peak CUDA (torch allocator) | load | first caption |",
+        "|---|---:|---:|---:|---:|",
     ]
     for name, res in r["contenders"].items():
-        mem = res["memory"]
+        mem, start = res["memory"], res["startup"]
         cuda = f"{mem['peak_cuda_mib']:.0f}" if "peak_cuda_mib" in mem else "-"
-        lines.append(f"| {name} | {mem['peak_rss_mib']:.0f} | {cuda} |")
+        lines.append(
+            f"| {name} | {mem['peak_rss_mib']:.0f} | {cuda} | {start['load_s']:.1f} | {start['first_caption_s']:.1f} |"
+        )
+    lines += [
+        "",
+        f"{COMPILED} compiles while it loads (its encoder and its step for every shape caption.py gives it);"
+        " inductor caches compiled code on disk, so a second run loads faster.",
+    ]
+    lines += limits_table(r)
     lines += precision_table(r)
+    lines += against_compiled(r)
     goals = goal_table(r)
     if goals:
         lines += ["", "### Goals (beam 5, glimpse on ONNX Runtime against the reference)", "", *goals]
     return "\n".join(lines) + "\n"
+
+
+def limits_table(r: dict) -> list[str]:
+    """Encoder and decode step of every contender at batch 1 against the lower bounds of this machine."""
+    if "limits" not in r:
+        return []
+    work, peaks, bound = r["limits"]["work"], r["limits"]["peaks"], r["limits"]["bounds"]
+    beams = list(bound["step_ms"])
+    rows = [
+        "",
+        "### Against the machine's limits (batch 1)",
+        "",
+        f"This machine, {peaks['how']}: {peaks['fp32_flops'] / 1e9:.0f} GFLOP/s float32,"
+        f" {peaks['read_bytes_per_s'] / 1e9:.1f} GB/s. The model: the encoder {work['encoder_flop'] / 1e9:.2f} GFLOP"
+        f" an image; a step {', '.join(f'{f / 1e6:.0f}' for f in work['step_flop'].values())} MFLOP at beam"
+        f" {', '.join(map(str, beams))}, reading {work['step_weight_bytes'] / 1e6:.1f} MB of weights (step's"
+        " initializers). Lower bounds: the encoder at peak FLOP/s, a step at the slower of its FLOPs at peak and"
+        " its weights read once from memory (weights that fit in the caches can be read faster). In brackets: the"
+        " measured time over the bound. At any batch size the encoder alone at peak caps throughput at"
+        f" {1e3 / bound['encoder_ms']:.1f} images/s.",
+        "",
+        "| contender | encoder ms | " + " | ".join(f"ms/step, beam {b}" for b in beams) + " |",
+        "|---|---:|" + "---:|" * len(beams),
+        "| lower bound | "
+        + f"{bound['encoder_ms']:.1f} | "
+        + " | ".join(f"{bound['step_ms'][b]:.2f}" for b in beams)
+        + " |",
+    ]
+    for name, res in r["contenders"].items():
+        lat = res["latency"]
+        enc = statistics.median(t["encoder_ms"] for t in lat.values())
+        cells = [f"{enc:.1f} ({enc / bound['encoder_ms']:.1f}x)"]
+        for b in beams:
+            step = lat[b]["decode_ms"] / lat[b]["steps"]
+            cells.append(f"{step:.2f} ({step / bound['step_ms'][b]:.1f}x)")
+        rows.append(f"| {name} | " + " | ".join(cells) + " |")
+    return rows
+
+
+def against_compiled(r: dict) -> list[str]:
+    """Where glimpse on ONNX Runtime is not ahead of the compiled reference: each latency and throughput point."""
+    comp, ours = r["contenders"].get(COMPILED), r["contenders"].get("onnxruntime")
+    if not comp or not ours:
+        return []
+    behind = [
+        f"latency at beam {b} ({ours['latency'][b]['p50_ms']:.1f} against {t['p50_ms']:.1f} ms)"
+        for b, t in comp["latency"].items()
+        if ours["latency"][b]["p50_ms"] >= t["p50_ms"]
+    ] + [
+        f"throughput at batch {b} ({ours['throughput'][b]:.2f} against {t:.2f} images/s)"
+        for b, t in comp["throughput"].items()
+        if ours["throughput"][b] <= t
+    ]
+    verdict = (
+        "ahead at every measured point (p50 latency at each beam, throughput at each batch)"
+        if not behind
+        else "not ahead at: " + "; ".join(behind)
+    )
+    return ["", "### Against torch.compile", "", f"glimpse on ONNX Runtime against {COMPILED}: {verdict}."]
 
 
 def precision_table(r: dict) -> list[str]:

@@ -5,6 +5,9 @@ own), measured in turn image by image so that a slow spell of a shared machine f
 
     reference    the tutorial's caption.py: one image at a time, the features copied per beam, the
                  attention projection recomputed every step, top-k on the host, eager PyTorch
+    reference-compiled
+                 the same loop with the encoder and the decode step under torch.compile (inductor): what a
+                 user would try first; compiled while the contender starts, the time reported apart
     torch        glimpse's graph split on its torch backend, eager (``--compile``: torch.compile)
     torch-graphs the same on CUDA, each graph captured as a CUDA graph per shape and replayed
     onnxruntime  glimpse's ONNX graphs on ONNX Runtime
@@ -17,7 +20,9 @@ own), measured in turn image by image so that a slow spell of a shared machine f
 Figures: latency of one image at batch 1 per beam width (p50/p90/p99 over the images; the median
 split into preprocess, encoder, init and decode; decode steps per caption), throughput in images/s per
 batch size (batched beam search; the reference has no batching, so its images/s is one image at a
-time at every batch size), peak memory, and every figure as a ratio to the reference's.
+time at every batch size), peak memory, start-up time, how many captions have the reference's tokens,
+every figure as a ratio to the reference's and the compiled reference's, and the encoder and a decode step
+against the machine's limits (``glimpse.bench.limits``).
 """
 
 from __future__ import annotations
@@ -41,7 +46,8 @@ from glimpse.errors import GlimpseError
 from glimpse.runtime.pipeline import CONTENDERS as PIPELINES
 from glimpse.runtime.pipeline import PHASES
 
-CONTENDERS = ("reference", "torch", "onnxruntime")
+CONTENDERS = ("reference", "reference-compiled", "torch", "onnxruntime")
+REFERENCES = ("reference", "reference-compiled")  # one image at a time: no batching
 PRECISION_CONTENDERS = ("onnxruntime-fp16", "onnxruntime-int8")
 GPU_CONTENDERS = ("torch-graphs", "tensorrt", "tensorrt-fp16")
 
@@ -100,9 +106,11 @@ def serve(spec: dict) -> None:
     side = bundle.preprocess.output_size[0]
     images = [s.image(side) for s in scenes.scenes("test", spec["images"])]
     family = families.get(bundle.family)
+    t = time.perf_counter()
     caption = family.contender(spec["contender"], bundle, spec["device"], spec["threads"], spec["compile"])
+    load = time.perf_counter() - t
     caption(images[:1], 1, 1)  # warm-up: first-run allocations, lazy initialisation
-    _reply({"ready": True})
+    _reply({"ready": True, "startup": {"load_s": load, "first_caption_s": time.perf_counter() - t - load}})
     for line in sys.stdin:
         ask = json.loads(line)
         if ask["op"] == "memory":
@@ -132,7 +140,7 @@ class Worker:
         self.process = subprocess.Popen(
             command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, text=True
         )
-        self._answer()
+        self.startup = self._answer()["startup"]
 
     def caption(self, first: int, count: int, beam: int, batch: int) -> dict:
         return self._ask({"op": "caption", "first": first, "count": count, "beam": beam, "batch": batch})
@@ -162,7 +170,7 @@ class Worker:
 def measure(workers: dict[str, Worker], spec: dict, log: Callable[[str], None]) -> dict:
     """Latency and throughput of every contender, interleaved image by image (and batch by batch), so
     that a slow spell of a shared machine falls on all of them and the ratios hold."""
-    results = {name: {"latency": {}, "throughput": {}} for name in workers}
+    results = {name: {"latency": {}, "throughput": {}, "same_tokens": {}} for name in workers}
     n = spec["images"]
     for beam in spec["beams"]:
         log(f"latency at beam {beam}: {n} images, one at a time")
@@ -174,8 +182,13 @@ def measure(workers: dict[str, Worker], spec: dict, log: Callable[[str], None]) 
                 runs[name].append(w.caption(i, 1, beam, 1))
         for name, r in runs.items():
             results[name]["latency"][beam] = _latency(r)
+        if "reference" in runs:
+            truth = [r["tokens"][0] for r in runs["reference"]]
+            for name, r in runs.items():
+                if all("tokens" in x for x in r):
+                    results[name]["same_tokens"][beam] = sum(x["tokens"][0] == t for x, t in zip(r, truth))
 
-    beam, batched = spec["throughput_beam"], {k: w for k, w in workers.items() if k != "reference"}
+    beam, batched = spec["throughput_beam"], {k: w for k, w in workers.items() if k not in REFERENCES}
     for b in spec["batches"]:
         log(f"throughput at batch {b}, beam {beam}")
         seconds: dict[str, list] = {name: [] for name in batched}
@@ -186,14 +199,14 @@ def measure(workers: dict[str, Worker], spec: dict, log: Callable[[str], None]) 
                 seconds[name].append(w.caption(0, b, beam, b)["total"])
         for name, t in seconds.items():
             results[name]["throughput"][b] = b / statistics.median(t)
-    if "reference" in workers:  # no batching: one image at a time at every batch size
-        lat = results["reference"]["latency"]
-        per_image = (
-            lat[beam]["mean_ms"] / 1e3 if beam in lat else workers["reference"].caption(0, n, beam, 1)["total"] / n
-        )
-        results["reference"]["throughput"] = dict.fromkeys(spec["batches"], 1 / per_image)
+    for name in REFERENCES:  # no batching: one image at a time at every batch size
+        if name in workers:
+            lat = results[name]["latency"]
+            per_image = lat[beam]["mean_ms"] / 1e3 if beam in lat else workers[name].caption(0, n, beam, 1)["total"] / n
+            results[name]["throughput"] = dict.fromkeys(spec["batches"], 1 / per_image)
     for name, w in workers.items():
         results[name]["memory"] = w.memory()
+        results[name]["startup"] = w.startup
     return results
 
 
@@ -250,12 +263,16 @@ def run(
     throughput_beam: int = 5,
     threads: int | None = None,
     compile: bool = False,
+    reference_compiled: bool = True,
     log: Callable[[str], None] = print,
 ) -> dict:
     """Measure every contender on ``model`` ("tutorial", "demo" or a bundle directory; by default all,
-    the fp16/int8 graphs of a bundle directory only where glimpse quantize made them); write
-    ``out/<family>-<model>-<device>.{json,md,png}`` and print the table. -> the results."""
+    reference-compiled where the family has it and ``reference_compiled``, the fp16/int8 graphs of a bundle
+    directory only where glimpse quantize made them); write ``out/<family>-<model>-<device>.{json,md,png}``
+    and print the table. -> the results."""
+    from glimpse.bench.limits import limits, machine_peaks, model_work
     from glimpse.bench.report import markdown, plot
+    from glimpse.runtime.session import cpu_threads
 
     if model == "tutorial":
         bundle = tutorial_bundle(cache / "tutorial-bundle", log)
@@ -266,7 +283,9 @@ def run(
     if contenders is None:
         made = bundle.graphs["step"].get("precisions", {})
         own = model in ("tutorial", "demo")
-        contenders = CONTENDERS + tuple(c for c in PRECISION_CONTENDERS if own or PIPELINES[c][1] in made)
+        compiled = reference_compiled and families.get(bundle.family).compiled_reference
+        contenders = tuple(c for c in CONTENDERS if compiled or c != "reference-compiled")
+        contenders += tuple(c for c in PRECISION_CONTENDERS if own or PIPELINES[c][1] in made)
         if device.startswith("cuda"):
             from glimpse.runtime.tensorrt import unavailable
 
@@ -299,6 +318,10 @@ def run(
         "machine": machine(device, threads),
         "settings": spec,
     }
+    if device == "cpu":
+        log("counting the model's work and measuring this machine's FLOP/s and memory bandwidth")
+        work, peaks = model_work(bundle, list(beams)), machine_peaks(threads or cpu_threads())
+        results["limits"] = {"work": work, "peaks": peaks, "bounds": limits(work, peaks)}
     log(f"starting {', '.join(contenders)} on {device}")
     workers = {}
     try:

@@ -10,9 +10,11 @@ from glimpse.cli.base import Tool, add_device_argument, add_threads_argument, lo
 class Bench(Tool):
     """measure captioning latency, throughput and memory against the tutorial's reference
 
-    Run the benchmark suite: the tutorial's caption.py (eager PyTorch, one image at a time), glimpse's torch
-    backend and glimpse on ONNX Runtime, each in its own process on the same device. Prints a table and writes
-    JSON, markdown and a PNG plot; every figure is also a ratio to the reference measured in the same run.
+    Run the benchmark suite: the tutorial's caption.py (eager PyTorch, one image at a time), the same loop under
+    torch.compile, glimpse's torch backend and glimpse on ONNX Runtime, each in its own process on the same device.
+    Prints a table and writes JSON, markdown and a PNG plot; every figure is also a ratio to the reference and to
+    the compiled reference measured in the same run, and on a CPU the encoder and a decode step are set against
+    this machine's limits (its FLOP/s and memory bandwidth, measured in the same run).
     """
 
     name = "bench"
@@ -37,7 +39,8 @@ class Bench(Tool):
             "--contenders",
             nargs="+",
             choices=CONTENDERS + PRECISION_CONTENDERS + GPU_CONTENDERS,
-            help="what to measure: the tutorial's loop, glimpse on torch, glimpse on ONNX Runtime in fp32/fp16/int8,"
+            help="what to measure: the tutorial's loop (eager, and compiled: reference-compiled), glimpse on torch,"
+            " glimpse on ONNX Runtime in fp32/fp16/int8,"
             " and on CUDA glimpse on torch with CUDA graphs and on TensorRT engines (default all that can run here;"
             " the fp16/int8 graphs are made for the tutorial and demo models, and used for a bundle directory where"
             " glimpse quantize made them)",
@@ -52,6 +55,12 @@ class Bench(Tool):
         b.add_argument("--images", type=int, default=12, help="test scenes timed per beam at batch 1 (default 12)")
         add_threads_argument(b)
         b.add_argument("--compile", action="store_true", help="torch contender: torch.compile each graph")
+        b.add_argument(
+            "--no-reference-compiled",
+            dest="reference_compiled",
+            action="store_false",
+            help="leave out the tutorial's loop under torch.compile (its compilation takes minutes)",
+        )
         b.add_argument(
             "--out", default="benchmarks/results", help="directory for the results (default benchmarks/results)"
         )
@@ -72,5 +81,6 @@ class Bench(Tool):
             throughput_beam=args.throughput_beam,
             threads=args.threads,
             compile=args.compile,
+            reference_compiled=args.reference_compiled,
             log=log,
         )

@@ -7,6 +7,7 @@ from glimpse.cli import main
 
 def test_bench_writes_tables_and_figure(small_bundle, tmp_path, capsys):
     argv = ["bench", "--model", str(small_bundle), "--beams", "1", "5", "--batches", "1", "32", "--images", "2"]
+    argv += ["--no-reference-compiled"]  # its compilation takes a minute: tests/bench/test_reference_compiled.py
     assert main([*argv, "--out", str(tmp_path)]) == 0
     table = capsys.readouterr().out
     results = json.loads((tmp_path / f"sat-{small_bundle.name}-cpu.json").read_text())
@@ -17,9 +18,15 @@ def test_bench_writes_tables_and_figure(small_bundle, tmp_path, capsys):
             assert 0 < t["p50_ms"] <= t["p90_ms"] <= t["p99_ms"]
             assert t["steps"] >= 1 and t["encoder_ms"] > 0 and t["decode_ms"] > 0
         assert r["throughput"]["32"] > 0 and r["memory"]["peak_rss_mib"] > 0
+        assert r["same_tokens"] == {"1": 2, "5": 2} and r["startup"]["load_s"] > 0
     # every contender decodes the same tokens, so the same number of steps
     steps = {r["latency"]["5"]["steps"] for r in results["contenders"].values()}
     assert len(steps) == 1
     assert "| onnxruntime | 5 |" in table and "### Goals" in table
+    # the limits: the ResNet-18 encoder's work counted, this machine's peaks measured, bounds derived from both
+    limits = results["limits"]
+    assert 1e9 < limits["work"]["encoder_flop"] < 1e10 and limits["work"]["step_weight_bytes"] > 1e6
+    assert limits["peaks"]["fp32_flops"] > 1e9 and limits["peaks"]["read_bytes_per_s"] > 1e8
+    assert limits["bounds"]["encoder_ms"] > 0 and "| lower bound |" in table
     assert (tmp_path / f"sat-{small_bundle.name}-cpu.png").stat().st_size > 0
     assert (tmp_path / f"sat-{small_bundle.name}-cpu.md").read_text().strip() == table.strip()
