@@ -18,6 +18,7 @@ class Inspect(Tool):
 
     def run(self, args):
         from glimpse.bundle import Bundle
+        from glimpse.export.compare import checked_error
 
         b = Bundle(args.bundle)
         m = b.manifest
@@ -36,8 +37,8 @@ class Inspect(Tool):
         print(f"tokens   {tokens}, vocabulary {len(b.vocab)}")
         width = max(len(v["name"]) for g in b.graphs.values() for v in g["inputs"] + g["outputs"])
         for name, g in b.graphs.items():
-            err = max((e["max_rel"] for e in g.get("max_error", {}).values()), default=float("nan"))
-            print(f"\n{name}  {g['file']}  {g['bytes'] / 1e6:.1f} MB  {g['precision']}  max rel error {err:.1e}")
+            err = max(map(checked_error, g.get("max_error", {}).values()), default=float("nan"))
+            print(f"\n{name}  {g['file']}  {g['bytes'] / 1e6:.1f} MB  {g['precision']}  error {err:.1e}")
             for precision, q in g.get("precisions", {}).items():
                 err = max((e["max_rel"] for e in q["max_error_vs_fp32"].values()), default=float("nan"))
                 print(f"  {precision}  {q['file']}  {q['bytes'] / 1e6:.1f} MB  max rel error {err:.1e} against fp32")

@@ -13,6 +13,8 @@ import torch
 from torch import nn
 from torch.export import Dim
 
+from glimpse.export.compare import METRIC, TOLERANCE, error, errors, merge_errors  # noqa: F401 (read as onnx_export.*)
+
 OPSET = 18  # parsed by TensorRT 10 and 11 and by every maintained ONNX Runtime
 
 _DTYPES = {
@@ -108,26 +110,7 @@ def describe(path: Path) -> tuple[list[dict], list[dict]]:
     return io(model.graph.input), io(model.graph.output)
 
 
-def errors(got: dict[str, np.ndarray], want: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
-    """Per output: max |got - want| and that over max |want| (relative to the output's scale, so that
-    values near zero do not inflate it)."""
-    out = {}
-    for name, w in want.items():
-        w = np.asarray(w, np.float64)
-        d = float(np.abs(np.asarray(got[name], np.float64) - w).max()) if w.size else 0.0
-        out[name] = {"max_abs": d, "max_rel": d / max(float(np.abs(w).max()) if w.size else 0.0, 1e-30)}
-    return out
-
-
-def merge_errors(a: dict, b: dict) -> dict:
-    """The worse of two error tables, output by output (NaN, the worst, wins: np.maximum keeps it)."""
-    return {k: {m: float(np.maximum(a.get(k, {}).get(m, 0.0), v[m])) for m in v} for k, v in b.items()}
-
-
 # --------------------------------------------------------------------------- into a bundle
-
-TOLERANCE = 1e-4  # max |onnx - reference| / max |reference|, per output
-METRIC = "max |onnx - torch| / max |torch| per output, ONNX Runtime CPU"
 
 
 def synthetic_images(preprocess, n: int = 2, seed: int = 0) -> np.ndarray:
@@ -218,19 +201,20 @@ def export_graphs(writer, graphs: list[Graph], log) -> tuple[dict, dict]:
     return entries, sessions
 
 
-def record_errors(entries: dict, errors: dict, tolerance: float, log) -> None:
+def record_errors(entries: dict, tables: dict, tolerance: float, log) -> None:
     """Put each graph's measured error into its manifest entry; raise ExportError if one is above
-    ``tolerance`` (relative), so that nothing is written."""
+    ``tolerance`` (see ``error``), so that nothing is written."""
     from glimpse.errors import ExportError
 
-    for name, table in errors.items():
+    for name, table in tables.items():
         entries[name]["max_error"] = table
-        worst_output, worst = max(table.items(), key=lambda kv: kv[1]["max_rel"])
-        log(f"checked  {name + '.onnx':<14} max rel error {worst['max_rel']:.2e} ({worst_output})")
-        if not worst["max_rel"] <= tolerance:  # also catches NaN
+        worst_output, worst = max(table.items(), key=lambda kv: np.nan_to_num(error(kv[1]), nan=np.inf))
+        log(f"checked  {name + '.onnx':<14} error {error(worst):.1e} ({worst_output})")
+        if not error(worst) <= tolerance:  # also catches NaN
             raise ExportError(
-                f"{name}.onnx: output '{worst_output}' differs from the PyTorch reference by"
-                f" {worst['max_rel']:.2e} (relative), above the tolerance {tolerance:.0e}; nothing was written"
+                f"{name}.onnx: output '{worst_output}' differs from the PyTorch reference by {error(worst):.1e}"
+                f" (worst element {worst['max_over_std']:.1e} of the output's spread, relative L2"
+                f" {worst['rel_l2']:.1e}), above --tolerance {tolerance:.0e}; nothing was written"
             )
 
 

@@ -12,8 +12,12 @@ import torch
 import torch.nn.functional as F
 
 from glimpse import families
+from glimpse.export.compare import error
 
 TOLERANCE = 1e-4
+# The case of these families gives its CNN BatchNorm statistics of real photographs (and the residual scale
+# 1): float32 reordering noise above 1e-4, which the export check's default tolerance must accept.
+PHOTO_STATISTICS = {"saaa"}
 
 
 # ---------------------------------------------------------------------------------------------------- sat
@@ -116,7 +120,8 @@ def vqa(family, tmp_path, photo, capsys):
         "naive": lambda: NaiveVQA(NaiveConfig(tokens=101)),
     }
     model = full[family]().eval()
-    checkpoint, cnn = vqa_checkpoints.write(tmp_path, model, family, n_words=100)
+    real = photo if family in PHOTO_STATISTICS else None
+    checkpoint, cnn = vqa_checkpoints.write(tmp_path, model, family, n_words=100, photo=real)
     out = tmp_path / "bundle"
     args = ["export", family, "--checkpoint", str(checkpoint), "--cnn", str(cnn), "--out", str(out)]
     assert main([*args, "--images", str(photo)]) == 0
@@ -240,5 +245,10 @@ def test_full_size_export_matches_the_reference(family, tmp_path, photo, capsys)
     assert manifest["graphs"]
     for name, graph in manifest["graphs"].items():
         errors = graph["max_error"]
-        assert errors and all(e["max_rel"] <= TOLERANCE for e in errors.values()), (name, errors)
+        if family in PHOTO_STATISTICS:  # accepted at the default, though the old max_rel <= 1e-4 refused it
+            assert errors and all(error(e) <= 1e-2 for e in errors.values()), (name, errors)
+        else:
+            assert errors and all(e["max_rel"] <= TOLERANCE for e in errors.values()), (name, errors)
+    if family in PHOTO_STATISTICS:
+        assert manifest["graphs"]["encoder"]["max_error"]["grid"]["max_rel"] > TOLERANCE
     compare(manifest)

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from glimpse.export import compare
 from glimpse.export import onnx as onnx_export
 from glimpse.families.sat.model import GRAPH_IO, ShowAttendTell, reference_step
 from glimpse.preprocess import Preprocess
@@ -130,7 +131,7 @@ def check_fused(session, feeds: dict, want: dict, end: int, seed: int = 0) -> di
     ordered = (np.arange(k)[None, :] < got["next_width"][:, None]) == (live & ~ended)
     wrong = int((got["ended"] != ended).sum() + (~ordered).sum())
     return {
-        "bookkeeping": {"max_abs": float(wrong), "max_rel": float(wrong)},  # slots wrong: any is an error
+        "bookkeeping": dict.fromkeys(compare.FIGURES, float(wrong)),  # slots wrong: any is an error
         "best_scores": onnx_export.errors({"s": chosen[live]}, {"s": best[live]})["s"],
         **onnx_export.errors(masked, {o: v[live] for o, v in at.items()}),
     }

@@ -178,11 +178,12 @@ def infer_backbone(encoder_sd: dict) -> str:
 
 
 @torch.no_grad()
-def settle_batchnorm(encoder, image_size=256, batches=2, seed=0, residual_gamma=0.2):
+def settle_batchnorm(encoder, image_size=256, batches=2, seed=0, residual_gamma=0.2, images=None):
     """Make a random ResNet look trained where numerics care: running statistics from data (a fresh
     one's activations grow to 1e5 over 100 layers), and the small scale trained networks learn for the
     last BatchNorm of each residual branch (with 1, the residual stream grows block after block until
-    float32 cancellation costs even PyTorch itself 2e-4 relative error against float64)."""
+    float32 cancellation costs even PyTorch itself 2e-4 relative error against float64). ``images``
+    (N, 3, H, W), preprocessed photographs: the statistics of those, 4 at a time, instead of noise's."""
     g = torch.Generator().manual_seed(seed)
     for m in encoder.modules():
         if isinstance(m, torch.nn.BatchNorm2d):
@@ -190,9 +191,11 @@ def settle_batchnorm(encoder, image_size=256, batches=2, seed=0, residual_gamma=
             m.momentum = None  # cumulative average
         if isinstance(m, (BasicBlock, Bottleneck)):
             (m.bn3 if isinstance(m, Bottleneck) else m.bn2).weight.fill_(residual_gamma)
+    if images is None:
+        images = torch.rand(4 * batches, 3, image_size, image_size, generator=g) * 4 - 2
     encoder.train()
-    for _ in range(batches):
-        encoder(torch.rand(4, 3, image_size, image_size, generator=g) * 4 - 2)
+    for batch in images.split(4):
+        encoder(batch)
     encoder.eval()
 
 

@@ -98,7 +98,8 @@ def test_cli_export_and_inspect(small_checkpoint, tmp_path, capsys, photo):
     assert main(argv) == 0  # an existing bundle is replaced
     assert main(["inspect", str(out)]) == 0
     text = capsys.readouterr().out
-    assert re.search(r"\n  in   tokens +int64 +\[batch, beam\]\n", text) and "max rel error" in text
+    assert re.search(r"\n  in   tokens +int64 +\[batch, beam\]\n", text)
+    assert re.search(r"\nstep  step\.onnx .* fp32  error \d\.\de-\d\d\n", text)
 
 
 def test_failed_check_leaves_nothing(small_checkpoint, tmp_path):
