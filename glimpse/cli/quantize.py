@@ -19,7 +19,7 @@ class Quantize(Tool):
 
     int8 also writes <graph>.int8-cpu.onnx, for ONNX Runtime's CPU provider, which fuses none of the TensorRT
     graph's Q/DQ: u8s8-static (uint8 asymmetric activations, int8 per-channel weights, on the same ranges) for
-    graphs with convolutions, int8-dynamic (onnxruntime's quantize_dynamic) for the others; where it is no faster
+    the graphs that read images, int8-dynamic (onnxruntime's quantize_dynamic) for the others; where it is no faster
     than fp32 here, the fp32 graph is kept for the CPU. The manifest's precisions.int8 is the TensorRT graph,
     precisions.int8.cpu the CPU one; --precision int8 runs the CPU one on ONNX Runtime's CPU provider.
     """

@@ -1,9 +1,12 @@
-"""fp16 and int8 graphs of the demo captioner: TensorRT-shaped, recorded in the manifest, and as
-accurate on the held-out scenes as the issue asks (fp16 agrees with fp32; int8 within 1.5 BLEU-4 points)."""
+"""fp16 and int8 graphs of the demo captioner: TensorRT-shaped, with int8's CPU variant beside them, recorded in the
+manifest, and as accurate on the held-out scenes as the issues ask (fp16 agrees with fp32; int8 on the CPU within
+0.5 BLEU-4 points, 90% of its captions those of fp32)."""
 
 import json
 import shutil
+from pathlib import Path
 
+import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, numpy_helper
@@ -12,6 +15,9 @@ from glimpse.bundle import Bundle
 from glimpse.cli import main
 from glimpse.demo import scenes
 from glimpse.demo.bundles import PACKAGED, sat_bundle
+from glimpse.errors import GlimpseError
+from glimpse.export.precision import cpu_scheme, to_cpu_int8
+from glimpse.runtime import pipeline
 
 
 @pytest.fixture(scope="module")
@@ -33,6 +39,58 @@ def test_manifest_records_each_precision(quantized):
         for precision in ("fp16", "int8"):
             assert quantized.graph_path(name, precision).name == f"{name}.{precision}.onnx"
             assert graph["precisions"][precision]["max_error_vs_fp32"]
+
+
+def test_int8_records_a_cpu_variant_beside_tensorrts(quantized):
+    for name, graph in quantized.graphs.items():
+        int8 = graph["precisions"]["int8"]
+        assert int8["runs_on"] == "tensorrt" and quantized.graph_path(name, "int8").name == f"{name}.int8.onnx"
+        cpu = int8["cpu"]
+        assert cpu["runs_on"] == "onnxruntime-cpu"
+        expected = cpu_scheme(quantized.graph_path(name))
+        if cpu["scheme"] == "fp32":  # int8 measured no faster here: the fp32 graph is named, and why
+            assert cpu["file"] == graph["file"] and cpu["int8_scheme_tried"] == expected
+            assert cpu["ms"]["int8"] >= cpu["ms"]["fp32"]
+        else:
+            assert cpu["scheme"] == expected and cpu["file"] == f"{name}.int8-cpu.onnx"
+            assert cpu["ms"]["int8"] < cpu["ms"]["fp32"] and cpu["max_error_vs_fp32"]
+        assert quantized.cpu_graph_path(name, "int8").name == cpu["file"]  # sha256 checked
+    assert cpu_scheme(quantized.graph_path("encoder")) == "u8s8-static"
+    assert cpu_scheme(quantized.graph_path("step")) == "int8-dynamic"
+
+
+def test_cpu_schemes_are_int8_kernels_onnxruntime_fuses(quantized, tmp_path):
+    src = quantized.graph_path("encoder")
+    cache = quantized.path / quantized.graphs["encoder"]["precisions"]["int8"]["calibration"]["cache"]
+    to_cpu_int8(src, tmp_path / "encoder.onnx", [], cache, "u8s8-static")  # the TensorRT graph's ranges
+    g = onnx.load(tmp_path / "encoder.onnx").graph
+    inits = {t.name: numpy_helper.to_array(t) for t in g.initializer}
+    zero_points = [inits[n.input[2]] for n in g.node if n.op_type == "QuantizeLinear"]
+    assert zero_points and all(z.dtype == np.uint8 for z in zero_points)  # U8S8: uint8 asymmetric activations
+    assert any(z.any() for z in zero_points)
+    weights = [n for n in g.node if n.op_type == "DequantizeLinear" and inits.get(n.input[0]) is not None]
+    assert weights and all(inits[n.input[0]].dtype == np.int8 for n in weights if inits[n.input[0]].ndim == 4)
+    to_cpu_int8(quantized.graph_path("step"), tmp_path / "step.onnx", [], cache, "int8-dynamic")
+    ops = {n.op_type for n in onnx.load(tmp_path / "step.onnx").graph.node}
+    assert {"DynamicQuantizeLinear", "MatMulInteger"} <= ops and "Gemm" not in ops  # the weights in int8
+    with pytest.raises(GlimpseError, match="unknown CPU int8 scheme 'int4'"):
+        to_cpu_int8(src, tmp_path / "x.onnx", [], cache, "int4")
+
+
+def test_onnxruntime_on_the_cpu_opens_the_cpu_variant(quantized, monkeypatch):
+    opened = []
+
+    class Recording(pipeline.OnnxRuntimeSession):
+        def __init__(self, path, *args):
+            opened.append(Path(path).name)
+            super().__init__(path, *args)
+
+    monkeypatch.setattr(pipeline, "OnnxRuntimeSession", Recording)
+    pipeline.open_sessions(quantized, list(quantized.graphs), "onnxruntime", "cpu", 1, "int8")
+    assert opened == [quantized.graphs[n]["precisions"]["int8"]["cpu"]["file"] for n in quantized.graphs]
+    opened.clear()
+    pipeline.open_sessions(quantized, ["step"], "onnxruntime", "cpu", 1, "fp16")  # no CPU variant: its own graph
+    assert opened == ["step.fp16.onnx"]
 
 
 def test_fp16_keeps_fp32_interface_and_sensitive_ops(quantized):
@@ -71,9 +129,10 @@ def test_accuracy_on_the_test_split(quantized, tmp_path, capsys):
     figures = json.loads(out.read_text())["precisions"]
     assert figures["fp32"]["agree_with_fp32"] == 500 and figures["fp32"]["BLEU-4 change"] == 0
     assert figures["fp16"]["agree_with_fp32"] >= 495 and abs(figures["fp16"]["BLEU-4 change"]) <= 0.005
-    assert abs(figures["int8"]["BLEU-4 change"]) <= 0.015
-    # the graphs' own error, on the same inputs: fp16 far below int8, both far below a log-prob's scale
-    assert figures["fp16"]["logprob_error_mean"] < figures["int8"]["logprob_error_mean"] / 10
+    # int8 on the CPU (its CPU variant): at most 0.5 points of BLEU-4 lost, 90% of captions those of fp32
+    assert figures["int8"]["BLEU-4 change"] >= -0.005 and figures["int8"]["agree_with_fp32"] >= 450
+    # the graphs' own error, on the same inputs: fp16 below int8, both far below a log-prob's scale
+    assert figures["fp16"]["logprob_error_mean"] < figures["int8"]["logprob_error_mean"]
     assert figures["int8"]["logprob_error_mean"] < 0.2
 
 
@@ -101,6 +160,10 @@ def test_every_precision_passes_the_tensorrt_check(quantized, capsys):
     assert main(["check", str(quantized.path)]) == 0
     out = capsys.readouterr().out
     assert "12 of 12 graphs pass" in out and "step_fused.int8.onnx" in out and "FAILED" not in out
+    skipped = [line.split()[2:4] for line in out.splitlines() if "skipped:" in line]
+    for graph in quantized.graphs.values():  # the CPU variants are named, not held to TensorRT's rules
+        cpu = graph["precisions"]["int8"]["cpu"]
+        assert ([cpu["file"], "skipped:"] in skipped) == (cpu["scheme"] != "fp32")
 
 
 def test_caption_precision_option(quantized, tmp_path, capsys):
@@ -115,3 +178,17 @@ def test_caption_precision_option(quantized, tmp_path, capsys):
     assert main(["caption", str(bare), str(image), "--precision", "fp16"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "glimpse quantize" in err
+
+
+def test_a_bundle_quantized_before_cpu_variants_runs_its_tensorrt_int8_on_the_cpu(quantized, tmp_path, capsys):
+    old = tmp_path / "old"
+    shutil.copytree(quantized.path, old)
+    manifest = json.loads((old / "manifest.json").read_text())
+    for graph in manifest["graphs"].values():
+        del graph["precisions"]["int8"]["cpu"]
+    (old / "manifest.json").write_text(json.dumps(manifest))
+    assert Bundle(old).cpu_graph_path("step", "int8").name == "step.int8.onnx"
+    image = tmp_path / "scene.png"
+    scenes.scene("test", 1).image(128).save(image)
+    assert main(["caption", str(old), str(image), "--precision", "int8"]) == 0
+    assert "scene.png\t" in capsys.readouterr().out
