@@ -62,6 +62,9 @@ class Bundle:
                 f"{self.path / MANIFEST}: bundle format version {self.manifest.get('format_version')},"
                 f" this glimpse reads version {FORMAT_VERSION}; re-export the bundle"
             )
+        problem = manifest_problem(self.manifest)
+        if problem:
+            raise BundleError(f"{self.path / MANIFEST}: {problem} (altered or damaged; re-export the bundle)")
         self._verified: set[Path] = set()
 
     @property
@@ -79,7 +82,12 @@ class Bundle:
     @property
     def preprocess(self) -> Preprocess | None:
         """None for a model that reads no images (m2 reads detection features)."""
-        return Preprocess.from_dict(self.manifest["preprocess"]) if self.manifest["preprocess"] else None
+        if not self.manifest["preprocess"]:
+            return None
+        try:
+            return Preprocess.from_dict(self.manifest["preprocess"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise BundleError(f"{self.path / MANIFEST}: 'preprocess' is not a preprocessing ({e!r})") from None
 
     @property
     def vocab(self) -> Vocab:
@@ -122,6 +130,55 @@ class Bundle:
                 raise BundleError(f"{path}: sha256 does not match the manifest (file altered or corrupted)")
             self._verified.add(path)
         return path
+
+
+def manifest_problem(m: dict) -> str | None:
+    """What is wrong with the shape of a manifest that claims the current format, or None: the keys every
+    reader relies on, their types, and file names that stay inside the bundle."""
+
+    def typed(value, types: tuple, where: str):
+        if not isinstance(value, types) or isinstance(value, bool) and bool not in types:
+            names = " or ".join("null" if t is type(None) else t.__name__ for t in types)
+            raise ValueError(f"'{where}' should be {names}, not {type(value).__name__}")
+        return value
+
+    def need(container: dict, key, types: tuple, where: str, default=None):
+        return typed(container.get(key, default), types, where)
+
+    def file_entry(container: dict, key, where: str) -> dict:
+        entry = need(container, key, (dict,), where)
+        need(entry, "sha256", (str,), f"{where}.sha256")
+        if Path(name := need(entry, "file", (str,), f"{where}.file")).name != name or name in ("", ".", ".."):
+            raise ValueError(f"'{where}.file' names '{name}', not a file of the bundle")
+        return entry
+
+    try:
+        for key in ("family", "vocab"):
+            need(m, key, (str,), key)
+        need(m, "config", (dict,), "config"), need(m, "special_tokens", (dict,), "special_tokens")
+        need(m, "preprocess", (dict, type(None)), "preprocess")
+        if Path(m["vocab"]).name != m["vocab"]:
+            raise ValueError(f"'vocab' names '{m['vocab']}', not a file of the bundle")
+        if not need(m, "graphs", (dict,), "graphs"):
+            raise ValueError("no graphs")
+        for name in m["graphs"]:
+            graph = file_entry(m["graphs"], name, f"graphs.{name}")
+            for io in ("inputs", "outputs"):
+                for i, value in enumerate(need(graph, io, (list,), f"graphs.{name}.{io}")):
+                    where = f"graphs.{name}.{io}[{i}]"
+                    need(typed(value, (dict,), where), "name", (str,), f"{where}.name")
+                    need(value, "shape", (list,), f"{where}.shape")
+            precisions = need(graph, "precisions", (dict,), f"graphs.{name}.precisions", {})
+            for precision in precisions:
+                entry = file_entry(precisions, precision, f"graphs.{name}.precisions.{precision}")
+                if "cpu" in entry:
+                    file_entry(entry, "cpu", f"graphs.{name}.precisions.{precision}.cpu")
+        files = need(m, "files", (dict,), "files", {})
+        for name in files:
+            file_entry(files, name, f"files.{name}")
+    except ValueError as e:
+        return str(e)
+    return None
 
 
 def check_output_dir(out: Path, force: bool) -> None:
