@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 import vqa_checkpoints
+from hypothesis import strategies as st
 
 from glimpse.cli import main
 from glimpse.families.vqa.naive import NaiveConfig, NaiveVQA
@@ -14,6 +15,7 @@ from glimpse.families.vqa.pipeline import VQAPipeline
 from glimpse.families.vqa.rdan import RDAN, RDANConfig
 from glimpse.families.vqa.saaa import SAAA, SAAAConfig
 from glimpse.families.vqa.san import SAN, SANConfig
+from glimpse.images import load_image
 from glimpse.nn.cnn import Trunk, feature_side
 
 SMALL = {"backbone": "resnet18", "image_size": 96, "vision_features": 512, "tokens": 31, "answers": 12}
@@ -154,3 +156,46 @@ def test_caffe_resnet_strides_where_the_port_does():
     x = torch.randn(1, 3, 97, 97)  # a size where the two max-pools round differently
     assert caffe.eval()(x).shape[-1] == feature_side(97, caffe=True) == 3
     assert tv.eval()(x).shape[-1] == feature_side(97) == 4
+
+
+QUESTION_TEXT = st.one_of(
+    st.text(max_size=40),  # any unicode: control characters, combining marks, other scripts, emoji
+    st.text(alphabet=" \t\n\r\x00\x0b\x0c\u00a0\u2028\u3000?", max_size=12),  # only spaces, controls and '?'
+    st.text(min_size=300, max_size=3000),  # far over the model's word limit
+    st.lists(st.sampled_from(["what", "colour", "is", "the", "bus", "?", "WHAT", "Bus?"]), max_size=40).map(" ".join),
+)
+
+
+@pytest.mark.filterwarnings("ignore:question .* has .* words")  # the truncation warning
+def test_any_question_is_answered_or_refused_on_one_line(small, photo):
+    """Any text as a question: answered as it is answered in a batch with another question (so padding and
+    lengths hold), its words within the model's limit, top answers from the answer vocabulary with
+    probabilities in order; or, with no word in it, one GlimpseError."""
+    from hypothesis import HealthCheck, given, settings
+
+    from glimpse.errors import GlimpseError
+    from glimpse.families.vqa.checkpoint import tokenize
+
+    _, _, bundle = small
+    pipe = VQAPipeline(bundle)
+    grid = pipe.sessions["encoder"].run({"image": pipe.preprocess(load_image(photo))[None]})["grid"]
+    known = set(pipe.answers.itos)
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(QUESTION_TEXT)
+    def check(question):
+        try:
+            alone = pipe.read(question)
+        except GlimpseError as e:
+            assert not tokenize(question) and "\n" not in str(e)
+            return
+        assert 1 <= len(alone.words) <= pipe.max_words and alone.truncated == (len(tokenize(question)) > pipe.max_words)
+        other = pipe.read("what colour is the bus?")
+        logits, _ = pipe.answer_batch(grid, [alone.ids])
+        batched, _ = pipe.answer_batch(np.repeat(grid, 2, axis=0), [other.ids, alone.ids])
+        np.testing.assert_allclose(batched[1], logits[0], rtol=1e-4, atol=1e-5)
+        [answer] = pipe.ask(str(photo), [question], top_k=3)
+        probs = [p for _, p in answer.answers]
+        assert {a for a, _ in answer.answers} <= known and probs == sorted(probs, reverse=True)
+
+    check()
