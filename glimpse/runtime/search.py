@@ -81,6 +81,21 @@ def gather_beams(x: np.ndarray, parents: np.ndarray) -> np.ndarray:
     return x[np.arange(len(x))[:, None], parents]  # fancy indexing: a fraction of take_along_axis's overhead
 
 
+def top_k(x: np.ndarray, k: int) -> np.ndarray:
+    """x (B, N) -> indices (B, k) of the k largest per row, best first, ties to the lower index: exactly the
+    first k of a stable descending argsort, at the cost of a partition (a sort of M2's 5 x 10,201 candidates
+    was 4.5 ms a row, most of its step on the host)."""
+    n = x.shape[1]
+    if k >= n:
+        return np.argsort(-x, axis=1, kind="stable")[:, :k]
+    kth = np.partition(x, n - k, axis=1)[:, n - k]  # (B,): the k-th largest value of each row
+    out = np.empty((len(x), k), np.int64)
+    for b, row in enumerate(x):
+        chosen = np.flatnonzero(row >= kth[b])  # every value above the k-th, and all its ties, index order
+        out[b] = chosen[np.argsort(-row[chosen], kind="stable")[:k]]
+    return out
+
+
 def top_candidates(scores: np.ndarray, logprobs: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Best k continuations per image over all live beams.
 

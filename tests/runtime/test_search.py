@@ -108,3 +108,25 @@ def test_equals_the_tutorial_loop_single_and_batched(beam):
         else:
             assert [tree.start] + joint.best.tokens == ref[0]
             assert joint.best.score == pytest.approx(ref[1], abs=1e-9)
+
+
+def test_top_k_is_the_first_k_of_a_stable_descending_sort():
+    """Any rows, ties included (values from a handful of levels, -inf among them), any k: the same indices
+    in the same order as argsort's stable descending sort, the rule M2's search needs."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+    from hypothesis.extra.numpy import arrays
+
+    from glimpse.runtime.search import top_k
+
+    levels = st.sampled_from([-np.inf, -999.0, -3.5, -1.0, 0.0, 2.0])
+    shapes = st.tuples(st.integers(1, 4), st.integers(1, 40))
+    values = levels | st.floats(-5, 5, width=32)
+
+    @settings(max_examples=300, deadline=None)
+    @given(shapes.flatmap(lambda shape: arrays(np.float32, shape, elements=values)), st.data())
+    def check(x, data):
+        k = data.draw(st.integers(1, x.shape[1] + 2))
+        np.testing.assert_array_equal(top_k(x, k), np.argsort(-x, axis=1, kind="stable")[:, :k])
+
+    check()

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from glimpse.runtime.search import Hypothesis, SearchResult, gather_beams
+from glimpse.runtime.search import Hypothesis, SearchResult, gather_beams, top_k
 
 CARRIED = -999.0  # upstream's score for a finished beam's candidates other than token 0
 
@@ -46,7 +46,7 @@ def beam_search(
             carried[:, :, 0] = scores
             candidates = np.where(live[:, :, None], candidates, carried)
         flat = candidates.reshape(batch, -1)
-        order = np.argsort(-flat, axis=1, kind="stable")[:, :k]  # (B, K): best first, ties to the lower index
+        order = top_k(flat, k)  # (B, K): best first, ties to the lower index
         scores = np.take_along_axis(flat, order, 1)
         parents, tokens = order // v, order % v
         state = {n: gather_beams(s, parents) for n, s in state.items()}
