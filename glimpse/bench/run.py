@@ -320,7 +320,8 @@ def run(
     }
     if device == "cpu":
         log("counting the model's work and measuring this machine's FLOP/s and memory bandwidth")
-        work, peaks = model_work(bundle, list(beams)), machine_peaks(threads or cpu_threads())
+        work = model_work(bundle, list(beams))
+        peaks = machine_peaks(threads or cpu_threads(), work["step_weight_bytes"])
         results["limits"] = {"work": work, "peaks": peaks, "bounds": limits(work, peaks)}
     log(f"starting {', '.join(contenders)} on {device}")
     workers = {}

@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 
 from glimpse.bundle import Bundle
+from glimpse.errors import GlimpseError
 from glimpse.runtime.pipeline import PHASES
 
 
@@ -49,13 +50,14 @@ def reference(bundle: Bundle, device: str, threads: int | None, compiled: bool =
     return caption
 
 
-
-
 def compile_step(step, model, bundle: Bundle, device: str) -> None:
     """Compile ``step`` now for every kind of call caption.py makes, so that no timed caption compiles: one
     beam or several (torch.compile specializes a size of 1), on the state as the first step gets it (one row
-    expanded to the beams, stride 0) and as later steps do (the surviving beams gathered)."""
+    expanded to the beams, stride 0) and as later steps do (the surviving beams gathered). Each compiled
+    variant's outputs are checked against the eager step's: a compiler's error must not pass for a speed-up."""
     import torch
+
+    from glimpse.families.sat.model import reference_step
 
     with torch.no_grad():
         encoder_out = model.encoder(torch.zeros(1, 3, *bundle.preprocess.output_size, device=device)).flatten(1, 2)
@@ -64,4 +66,10 @@ def compile_step(step, model, bundle: Bundle, device: str) -> None:
             words = torch.zeros(k, dtype=torch.int64, device=device)
             expanded = state.expand(k, -1, -1)
             for hc in (expanded, expanded[torch.arange(k, device=device)]):
-                step(model.decoder, encoder_out.expand(k, -1, -1), words, *hc.unbind(1))
+                args = (model.decoder, encoder_out.expand(k, -1, -1), words, *hc.unbind(1))
+                for name, got, want in zip(("logprobs", "h", "c", "alpha"), step(*args), reference_step(*args)):
+                    error = (got - want).abs().max().item()
+                    if not error <= 1e-4 * max(1.0, want.abs().max().item()):
+                        raise GlimpseError(
+                            f"torch.compile's decode step differs from the eager one: {name} by {error:.3g}"
+                        )
