@@ -88,6 +88,12 @@ def _reader(feeds: list[dict[str, np.ndarray]]):
 
 def to_int8(src: Path, dst: Path, feeds: list[dict[str, np.ndarray]], cache: Path) -> None:
     """Q/DQ-quantize ``src`` on the ranges in ``cache``, found from ``feeds`` first if it is absent."""
+    _quantize_static(src, dst, feeds, cache, "QInt8", ActivationSymmetric=True, QuantizeBias=False)
+
+
+def _quantize_static(src: Path, dst: Path, feeds: list, cache: Path, activations: str, **extra) -> None:
+    """quantize_static's Q/DQ form with int8 per-channel symmetric weights on QUANTIZED_OPS, activations of
+    type ``activations`` (QInt8 or QUInt8), ranges from ``cache`` (or first from ``feeds``)."""
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
     logging.getLogger().setLevel(logging.ERROR)  # quantize_static warns on the root logger about pre-processing
@@ -96,11 +102,11 @@ def to_int8(src: Path, dst: Path, feeds: list[dict[str, np.ndarray]], cache: Pat
         str(dst),
         _reader(feeds),
         quant_format=QuantFormat.QDQ,
-        activation_type=QuantType.QInt8,
+        activation_type=QuantType[activations],
         weight_type=QuantType.QInt8,
         per_channel=True,
         op_types_to_quantize=QUANTIZED_OPS,
-        extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False},
+        extra_options={"WeightSymmetric": True, **extra},
         calibration_cache_path=cache,
     )
 
@@ -109,9 +115,8 @@ def to_cpu_int8(src: Path, dst: Path, feeds: list[dict[str, np.ndarray]], cache:
     """The CPU variant of ``src`` by ``scheme`` (one of CPU_SCHEMES); ``u8s8-static`` reads (or first writes)
     the ranges in ``cache``, the same tensors' ranges ``to_int8`` calibrates."""
     import onnxruntime
-    from onnxruntime.quantization import QuantFormat, QuantType, quantize_dynamic, quantize_static
+    from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    logging.getLogger().setLevel(logging.ERROR)
     onnxruntime.set_default_logger_severity(3)  # quantize_dynamic's shape inference warns about LSTM outputs
     if scheme == "int8-dynamic":
         quantize_dynamic(
@@ -120,18 +125,7 @@ def to_cpu_int8(src: Path, dst: Path, feeds: list[dict[str, np.ndarray]], cache:
         return
     if scheme != "u8s8-static":
         raise GlimpseError(f"unknown CPU int8 scheme '{scheme}' (choose from {', '.join(CPU_SCHEMES)})")
-    quantize_static(
-        str(src),
-        str(dst),
-        _reader(feeds),
-        quant_format=QuantFormat.QDQ,
-        activation_type=QuantType.QUInt8,
-        weight_type=QuantType.QInt8,
-        per_channel=True,
-        op_types_to_quantize=QUANTIZED_OPS,
-        extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
-        calibration_cache_path=cache,
-    )
+    _quantize_static(src, dst, feeds, cache, "QUInt8", ActivationSymmetric=False)
 
 
 def cpu_scheme(src: Path) -> str:

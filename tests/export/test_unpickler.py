@@ -161,25 +161,30 @@ def _data_only(value) -> bool:
     return value is None or isinstance(value, (*data, np.ndarray, np.generic)) or type(value) is object
 
 
+def assert_data_or_error(load, path, content: bytes, trap) -> None:
+    """``load(path)`` of ``content``: plain data or a GlimpseError, and the trap never ran."""
+    from glimpse.errors import GlimpseError
+
+    path.write_bytes(content)
+    try:
+        assert _data_only(load(path))
+    except GlimpseError:
+        pass
+    assert trap.ran == []
+
+
 def test_any_pickle_program_is_data_or_a_glimpse_error(trap, scratch):
     """Random pickle programs (imports of os.system, eval, __import__... and of a trap that records any call,
     called with arguments, built, instantiated) through both entry points: each either gives plain data or a
     GlimpseError, and nothing named by the pickle ever runs."""
     from hypothesis import HealthCheck, given, settings
 
-    from glimpse.errors import GlimpseError
     from glimpse.export.unpickler import safe_unpickle
 
     @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
     @given(opcodes())
     def check(program):
-        path = scratch / "vocab.pkl"
-        path.write_bytes(program)
-        try:
-            assert _data_only(safe_unpickle(path))
-        except GlimpseError:
-            pass
-        assert trap.ran == []
+        assert_data_or_error(safe_unpickle, scratch / "vocab.pkl", program, trap)
 
     check()
 
@@ -193,7 +198,6 @@ def test_any_checkpoint_bytes_are_data_or_a_glimpse_error(trap, scratch):
     from hypothesis import HealthCheck, given, settings
     from hypothesis import strategies as st
 
-    from glimpse.errors import GlimpseError
     from glimpse.export.unpickler import safe_load
 
     def with_data_pkl(program: bytes) -> bytes:
@@ -212,12 +216,6 @@ def test_any_checkpoint_bytes_are_data_or_a_glimpse_error(trap, scratch):
     @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
     @given(files)
     def check(content):
-        path = scratch / "model.pth"
-        path.write_bytes(content)
-        try:
-            assert _data_only(safe_load(path))
-        except GlimpseError:
-            pass
-        assert trap.ran == []
+        assert_data_or_error(safe_load, scratch / "model.pth", content, trap)
 
     check()
