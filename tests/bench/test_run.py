@@ -26,7 +26,7 @@ def test_bench_writes_tables_and_figure(small_bundle, tmp_path, capsys):
     # the limits: the ResNet-18 encoder's work counted, this machine's peaks measured, bounds derived from both
     limits = results["limits"]
     assert 1e9 < limits["work"]["encoder_flop"] < 1e10 and limits["work"]["step_weight_bytes"] > 1e6
-    assert limits["peaks"]["fp32_flops"] > 1e9 and limits["peaks"]["read_bytes_per_s"] > 1e8
+    assert limits["peaks"]["fp32_flops"] > 1e9 and limits["peaks"]["weights_bytes_per_s"] > 1e8
     assert limits["bounds"]["encoder_ms"] > 0 and "| lower bound |" in table
     assert (tmp_path / f"sat-{small_bundle.name}-cpu.png").stat().st_size > 0
     assert (tmp_path / f"sat-{small_bundle.name}-cpu.md").read_text().strip() == table.strip()
