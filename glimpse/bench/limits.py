@@ -7,7 +7,8 @@ it only gathers a few rows of (the word embedding). The machine's, measured in t
 contenders' thread count, so they are what this machine reaches now, not a datasheet's figures: float32
 FLOP/s, the best of a large matmul and a ResNet-like 3x3 convolution; the rate it reads a buffer the size of
 the step's weights, summed again and again as the steps read them (from the caches where they fit), and for
-context the rate over an array far larger than the caches (memory bandwidth). A lower bound of time: the
+context the rate over an array far larger than the caches (memory bandwidth); glimpse bench measures them
+before and after the contenders and keeps the better. A lower bound of time: the
 encoder at peak FLOP/s; a step at the slower of its FLOPs at peak and its weights read once at that rate.
 On a shared machine the kernels measure below the peak, and a contender can come in under the bound.
 """
@@ -25,7 +26,7 @@ STREAM_MIB = 1024  # the array summed for memory bandwidth: beyond the caches of
 
 def machine_peaks(threads: int, weight_bytes: int) -> dict:
     """Measured float32 FLOP/s (matmul, convolution) and read rates (sums) at ``threads`` threads: the best of
-    ten runs of each kernel."""
+    at least ten runs of each kernel."""
     import torch
     import torch.nn.functional as F
 
@@ -40,16 +41,18 @@ def machine_peaks(threads: int, weight_bytes: int) -> dict:
         "fp32_flops": flops,
         "weights_bytes_per_s": weights.nbytes / _best(weights.sum),
         "memory_bytes_per_s": stream.nbytes / _best(stream.sum, 3),
-        "how": f"measured in this run, {threads} threads: best of 10 {MATMUL}x{MATMUL} float32 matmuls and of 10"
-        f" 3x3 convolutions of {c} channels at {side}x{side}, whichever is faster (torch); best of 10 sums over"
+        "how": f"measured in this run, {threads} threads: best of 10 or more {MATMUL}x{MATMUL} float32 matmuls and"
+        f" 3x3 convolutions of {c} channels at {side}x{side}, whichever is faster (torch); best of 10 or more sums over"
         f" {weights.nbytes / 1e6:.1f} MB, the step's weights; best of 3 over {STREAM_MIB} MiB for memory",
     }
 
 
-def _best(fn, repeats: int = 10) -> float:
+def _best(fn, repeats: int = 10, seconds: float = 0.5) -> float:
+    """The fastest of ``repeats`` runs, or of as many as fill ``seconds``: a short kernel gets enough tries
+    for some to fall in a quiet spell of a shared machine."""
     fn()  # warm-up: first-touch of pages, thread pool start
-    times = []
-    for _ in range(repeats):
+    times, start = [], time.perf_counter()
+    while len(times) < repeats or time.perf_counter() - start < seconds:
         t = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t)

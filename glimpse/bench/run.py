@@ -322,7 +322,6 @@ def run(
         log("counting the model's work and measuring this machine's FLOP/s and memory bandwidth")
         work = model_work(bundle, list(beams))
         peaks = machine_peaks(threads or cpu_threads(), work["step_weight_bytes"])
-        results["limits"] = {"work": work, "peaks": peaks, "bounds": limits(work, peaks)}
     log(f"starting {', '.join(contenders)} on {device}")
     workers = {}
     try:
@@ -332,6 +331,13 @@ def run(
     finally:
         for w in workers.values():
             w.close()
+    if device == "cpu":  # measured again: on a shared machine the better of two spells is nearer the peak
+        again = machine_peaks(threads or cpu_threads(), work["step_weight_bytes"])
+        peaks = {
+            k: max(v, again[k]) if k != "how" else f"{v}; before and after the contenders, the better"
+            for k, v in peaks.items()
+        }
+        results["limits"] = {"work": work, "peaks": peaks, "bounds": limits(work, peaks)}
     out.mkdir(parents=True, exist_ok=True)
     stem = out / f"{bundle.family}-{model}-{device.replace(':', '')}"
     stem.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
