@@ -16,7 +16,10 @@ class Serve(Tool):
     never changes a result. A local Ray is started, or --address joins a cluster (ray start --head; workers: ray
     start --address HEAD:6379; then glimpse serve ... --address auto --replicas N). With --device cuda each
     replica asks Ray for --gpus-per-replica GPUs (default 1), so Ray places it on a GPU node, and holds its own
-    sessions (for tensorrt: engines, execution contexts and CUDA graphs).
+    sessions (for tensorrt: engines, execution contexts and CUDA graphs). A request whose replica dies before
+    answering is sent again to a live one where HAProxy kept it whole (Ray restarts the dead one; docs/serving.md).
+    With a local Ray, a port the server needs that is taken (as by an HAProxy left over from an earlier server) is
+    named, with its holder, before anything starts.
     """
 
     name = "serve"

@@ -34,13 +34,42 @@ from typing import Annotated
 
 import numpy as np
 from fastapi import FastAPI, File, Form, Request, UploadFile
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from glimpse.errors import GlimpseError
 from glimpse.runtime.profiles import AXIS_RANGES
 
 ROUTES = ("caption", "vqa", "match")  # a model is served at the route of its family's task
 PUBLISH_S = 1.0  # how often a replica sends its metrics to the store that /metrics reads
+HAPROXY_RETRIES = {  # Ray's HAProxy settings (read when Ray starts): resend a request its replica dropped
+    "RAY_SERVE_HAPROXY_RETRY_ON": "conn-failure empty-response junk-response",
+    "RAY_SERVE_HAPROXY_RETRIES": "8",  # enough to mark a dead replica down and move on
+    "RAY_SERVE_HAPROXY_TUNE_BUFSIZE": str(1 << 20),  # what HAProxy keeps of a request to resend it
+}
+HAPROXY_PORTS = {  # the ports Serve's HAProxy and Ray's fallback proxy bind besides the serving port
+    "RAY_SERVE_HAPROXY_STATS_PORT": (8404, "Serve's HAProxy stats"),
+    "RAY_SERVE_HAPROXY_METRICS_PORT": (9101, "Serve's HAProxy metrics"),
+    "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT": (8500, "Ray Serve's fallback proxy"),
+}
+
+
+class ErrorBody(BaseModel):
+    error: str  # what is wrong, in one line
+
+
+# The answers besides 200 and FastAPI's 422 (a missing or mistyped field), as the OpenAPI schema shows them.
+ERRORS = {
+    status: {"model": ErrorBody, "description": description}
+    for status, description in [
+        (400, "an unreadable upload, a bad option, or several models that could answer"),
+        (404, "no such model or index"),
+        (408, "the upload did not arrive within the timeout"),
+        (413, "an upload or image over the limit"),
+        (504, "no answer within the timeout"),
+    ]
+}
 
 
 @dataclass
@@ -153,6 +182,8 @@ def application(bundles: dict[str, str], indexes: dict, replicas: int, model: Mo
             return await asyncio.to_thread(batched, self.pipe, self.task, requests, self.galleries)
 
     api = FastAPI(title="glimpse", version=_version())
+    api.add_middleware(UploadGuard, limits=limits)
+    api.add_exception_handler(UploadRefused, lambda request, e: JSONResponse({"error": e.detail}, e.status_code))
     models = {name: {"family": Bundle(p).family, "bundle": p, **asdict(model)} for name, p in bundles.items()}
     # who answers what: {route: {name given in the request: model}}
     routes = {route: {n: n for n, m in models.items() if families.get(m["family"]).task == route} for route in ROUTES}
@@ -179,23 +210,28 @@ def application(bundles: dict[str, str], indexes: dict, replicas: int, model: Mo
         def models(self):
             return {"models": models, "indexes": {n: {"index": p, "model": m} for n, (p, m) in indexes.items()}}
 
-        @api.post("/v1/caption")
+        @api.post("/v1/caption", responses=ERRORS)
         async def caption(
             self,
             request: Request,
-            image: Annotated[UploadFile | None, File()] = None,
-            features: Annotated[UploadFile | None, File()] = None,
+            # one of the two; typed UploadFile, not "| None", so that the schema calls each a file upload
+            image: Annotated[UploadFile, File()] = None,
+            features: Annotated[UploadFile, File()] = None,
             model: Annotated[str | None, Form()] = None,
             beam_size: Annotated[int, Form()] = 5,
-            max_length: Annotated[int | None, Form()] = None,  # sat 51, m2 20
+            max_length: Annotated[int, Form()] = 0,  # 0: the family's (sat 51, m2 20)
             nbest: Annotated[int, Form()] = 1,
             length_penalty: Annotated[float, Form()] = 0.0,
         ):
             options = {"beam_size": beam_size, "max_length": max_length, "nbest": nbest}
             upload, options = image or features, options | {"length_penalty": length_penalty}
+            if upload is None:  # in FastAPI's own words for a missing field
+                missing = "field 'image' (or 'features', detections for an m2 model) is missing"
+                detail = [{"type": "missing", "loc": ["body", "image"], "msg": missing, "input": None}]
+                return JSONResponse({"detail": detail}, status_code=422)
             return await self.serve("caption", model, request, upload, (), options, regions=features is not None)
 
-        @api.post("/v1/vqa")
+        @api.post("/v1/vqa", responses=ERRORS)
         async def vqa(
             self,
             request: Request,
@@ -206,7 +242,7 @@ def application(bundles: dict[str, str], indexes: dict, replicas: int, model: Mo
         ):
             return await self.serve("vqa", model, request, image, (question,), {"top_k": top_k})
 
-        @api.post("/v1/match")
+        @api.post("/v1/match", responses=ERRORS)
         async def match(
             self,
             request: Request,
@@ -216,7 +252,7 @@ def application(bundles: dict[str, str], indexes: dict, replicas: int, model: Mo
         ):
             return await self.serve("match", model, request, image, (texts,), {})
 
-        @api.post("/v1/search")
+        @api.post("/v1/search", responses=ERRORS)
         async def search(
             self,
             request: Request,
@@ -226,7 +262,7 @@ def application(bundles: dict[str, str], indexes: dict, replicas: int, model: Mo
         ):
             return await self.serve("search", index, request, None, (text,), {"top_k": top_k})
 
-        @api.get("/metrics")
+        @api.get("/metrics", response_class=PlainTextResponse)
         async def metrics(self):
             await self.publish()
             return Response(await self.store.text.remote(), media_type="text/plain; version=0.0.4")
@@ -251,8 +287,6 @@ def application(bundles: dict[str, str], indexes: dict, replicas: int, model: Mo
                 if route == "search":
                     item, options = rest, options | {"index": name}
                 else:
-                    if upload is None:
-                        raise HTTPError(422, "field 'image' (or 'features', detections for an m2 model) is missing")
                     read = read_regions if regions else read_image
                     item = (await read(request, upload, limits), upload.filename or "image", *rest)
                 result = await asyncio.wait_for(self.models[target].run((item, options)), limits.timeout_s)
@@ -365,6 +399,52 @@ def prometheus_text(snapshots) -> str:
     return generate_latest(registry).decode()
 
 
+class UploadRefused(StarletteHTTPException):
+    """An upload refused while it arrives: over the size limit (413), or not in within the timeout (408).
+    A Starlette HTTPException, which FastAPI's form parsing passes on instead of calling it a bad body."""
+
+
+class UploadGuard:
+    """ASGI middleware: a request whose Content-Length is over the limit is answered 413 before its body is
+    read; one that grows past it while arriving (chunked) is cut off with 413; and an upload that has not
+    arrived within the request timeout (a slow or stalled client) gets 408. So no upload holds a
+    replica's memory, or a connection, for longer than the timeout. The slack is the multipart framing."""
+
+    SLACK = 64 << 10
+
+    def __init__(self, app, limits: Limits):
+        self.app, self.limits = app, limits
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        most = self.limits.max_body_bytes + self.SLACK
+        length = dict(scope["headers"]).get(b"content-length", b"0")
+        if length.isdigit() and int(length) > most:
+            body = json.dumps({"error": f"the upload is larger than {self.limits.max_body_bytes} bytes"}).encode()
+            headers = [(b"content-type", b"application/json"), (b"connection", b"close")]
+            await send({"type": "http.response.start", "status": 413, "headers": headers})
+            return await send({"type": "http.response.body", "body": body})
+        loop = asyncio.get_running_loop()
+        deadline, received, arrived = loop.time() + self.limits.timeout_s, 0, False
+
+        async def bounded():
+            nonlocal received, arrived
+            if arrived:  # after the body: waiting for a disconnect, unbounded
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), max(deadline - loop.time(), 0))
+            except TimeoutError:
+                raise UploadRefused(408, f"the upload did not arrive within {self.limits.timeout_s:g} s") from None
+            received += len(message.get("body", b""))
+            arrived = not message.get("more_body", False)
+            if received > most:
+                raise UploadRefused(413, f"the upload is larger than {self.limits.max_body_bytes} bytes")
+            return message
+
+        await self.app(scope, bounded, send)
+
+
 class HTTPError(Exception):
     def __init__(self, status: int, message: str):
         super().__init__(message)
@@ -441,6 +521,13 @@ def run(
     # (benchmarks/serve_load.py). Ray reads these when it starts; a cluster's nodes set them at `ray start`.
     for flag in ("RAY_SERVE_THROUGHPUT_OPTIMIZED", "RAY_SERVE_ENABLE_HA_PROXY"):
         os.environ.setdefault(flag, "1")
+    # A replica that dies with requests in flight: HAProxy sends them again, to another replica, or with
+    # none left to Ray's own proxy, which holds them until one is back (a request has no side effects, so
+    # it may run twice). HAProxy resends only what it kept whole: a request within its buffer (1 MiB).
+    for setting, value in HAPROXY_RETRIES.items():
+        os.environ.setdefault(setting, value)
+    if not address:
+        check_ports(host, port)
     import ray
     from ray import serve
 
@@ -472,9 +559,52 @@ def run(
         if gpus > have:  # Serve would wait for them forever
             ray.shutdown()
             raise GlimpseError(f"{replicas} replica(s) x {gpus / replicas:g} GPU need {gpus:g} GPUs; Ray sees {have:g}")
-    serve.start(http_options={"host": host, "port": port})
+    # Ray's own limit on a request, past ours (504): a request held while no replica is up gets 408 then.
+    serve.start(http_options={"host": host, "port": port, "request_timeout_s": (limits or Limits()).timeout_s + 10})
     app = application(named, owned, replicas, model, limits or Limits())
     serve.run(app, name="glimpse", route_prefix="/", blocking=blocking)
+
+
+def check_ports(host: str, port: int) -> None:
+    """Refuse in one line, naming the holder, when a port the server will bind is taken, as by an HAProxy
+    left over from an earlier server (``ray stop`` does not always end it)."""
+    import os
+    import socket
+
+    ports = {port: ("the serving port", host)}
+    if os.environ.get("RAY_SERVE_ENABLE_HA_PROXY") == "1":
+        for setting, (default, what) in HAPROXY_PORTS.items():
+            ports.setdefault(int(os.environ.get(setting, default)), (what, "0.0.0.0"))
+    for number, (what, address) in ports.items():
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a closed connection's TIME_WAIT is no holder
+            try:
+                s.bind((address, number))
+            except OSError:
+                raise GlimpseError(
+                    f"port {number} ({what}) is held by {port_holder(number)}; end it, or serve on another --port"
+                ) from None
+
+
+def port_holder(port: int) -> str:
+    """'pid N (name)' of the process listening on a TCP ``port`` of this machine, from /proc."""
+    import os
+
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = [row.split() for row in Path(table).read_text().splitlines()[1:]]
+        except OSError:
+            continue
+        inodes |= {f"socket:[{r[9]}]" for r in rows if r[3] == "0A" and int(r[1].rsplit(":", 1)[1], 16) == port}
+    for process in Path("/proc").iterdir():
+        if process.name.isdigit() and inodes:
+            try:
+                if any(os.readlink(fd) in inodes for fd in (process / "fd").iterdir()):
+                    return f"pid {process.name} ({(process / 'comm').read_text().strip()})"
+            except OSError:  # another user's process, or one that just ended
+                continue
+    return "a process this user cannot see"
 
 
 def _sha256s(bundle, graphs) -> dict:

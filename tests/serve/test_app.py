@@ -7,6 +7,7 @@ import io
 import json
 import socket
 import time
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -27,6 +28,7 @@ httpx = pytest.importorskip("httpx")
 pytest.importorskip("ray.serve")
 
 MAX_BODY = 1 << 20
+TIMEOUT_S = 15  # the server's --timeout: the slow upload below waits it out
 
 
 def free_port() -> int:
@@ -55,7 +57,7 @@ def server(tmp_path_factory):
         s.image(128).save(files[-1])
     index = gallery.build(MatchPipeline(bundles["mdan"]), out, files, out / "scenes-index", log=quiet)
     port = free_port()
-    limits = serve.Limits(max_body_bytes=MAX_BODY, max_pixels=1_000_000, timeout_s=60)
+    limits = serve.Limits(max_body_bytes=MAX_BODY, max_pixels=1_000_000, timeout_s=TIMEOUT_S)
     paths = [str(b.path) for b in bundles.values()]
     serve.run(paths, port=port, replicas=2, limits=limits, indexes=[index.path], blocking=False)
     yield f"http://127.0.0.1:{port}", bundles, files
@@ -160,6 +162,63 @@ def test_each_bad_request_gets_a_4xx_json_error(server):
     assert post(url, "/v1/caption", good).status_code == 200  # still serving
 
 
+def raw_request(url: str, head: bytes, body: bytes = b"", wait: float = 0.0) -> bytes:
+    """Over a plain socket: the request's head, then after ``wait`` seconds its body; what comes back."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=TIMEOUT_S + 30) as s:
+        s.sendall(head)
+        time.sleep(wait)
+        try:
+            s.sendall(body)
+        except OSError:  # the server answered and closed before the whole body was sent
+            pass
+        answer = b""
+        while chunk := s.recv(65536):
+            answer += chunk
+            if b"\r\n\r\n" in answer and b'"}' in answer:
+                return answer
+        return answer
+
+
+def multipart_head(length: int) -> bytes:
+    return (
+        f"POST /v1/caption HTTP/1.1\r\nHost: x\r\nContent-Length: {length}\r\n"
+        "Content-Type: multipart/form-data; boundary=b\r\n\r\n"
+    ).encode()
+
+
+def test_an_upload_declared_over_the_limit_is_refused_before_it_is_sent(server):
+    url, _, files = server
+    start = time.perf_counter()
+    answer = raw_request(url, multipart_head(50 * MAX_BODY))  # only the head: the server must not wait
+    assert answer.startswith(b"HTTP/1.1 413") and b"larger than 1048576 bytes" in answer
+    assert time.perf_counter() - start < 10
+    assert post(url, "/v1/caption", files[0].read_bytes()).status_code == 200
+
+
+def test_a_stalled_upload_gets_408_within_the_timeout(server):
+    url, _, files = server
+    start = time.perf_counter()
+    part = b'--b\r\nContent-Disposition: form-data; name="image"; filename="s.png"\r\n\r\n'
+    answer = raw_request(url, multipart_head(len(part) + 1000) + part)  # 1000 bytes promised, none sent
+    assert answer.startswith(b"HTTP/1.1 408") and b"did not arrive within 15 s" in answer
+    assert TIMEOUT_S <= time.perf_counter() - start < TIMEOUT_S + 10
+    assert post(url, "/v1/caption", files[0].read_bytes()).status_code == 200
+
+
+def test_clients_that_hang_up_mid_request_leave_the_server_serving(server):
+    url, _, files = server
+    image = files[0].read_bytes()
+    part = b'--b\r\nContent-Disposition: form-data; name="image"; filename="s.png"\r\n\r\n' + image + b"\r\n--b--\r\n"
+    host, port = url.removeprefix("http://").split(":")
+    for cut in (len(part) // 2, len(part)):  # during the upload, and while the caption is computed
+        for _ in range(4):
+            with socket.create_connection((host, int(port))) as s:
+                s.sendall(multipart_head(len(part)) + part[:cut])
+    answers = [post(url, "/v1/caption", f.read_bytes(), beam_size=3) for f in files[:3]]
+    assert [a.status_code for a in answers] == [200] * 3
+
+
 def scrape(url) -> str:
     """/metrics once every replica has published what it answered so far."""
     time.sleep(2 * serve.PUBLISH_S)
@@ -233,3 +292,48 @@ def test_prometheus_text_sums_snapshots():
     created = [line for line in text.splitlines() if line.startswith('glimpse_batch_size_created{model="sat"}')]
     first = min(v for m in (a, b) for f in m.snapshot() for n, _, v in f[3] if n == "glimpse_batch_size_created")
     assert float(created[0].rsplit(" ", 1)[1]) == first
+
+
+FUZZ_EXAMPLES = 300  # per operation: the four POST routes give 1200 requests, the GETs one each
+
+
+@pytest.mark.slow
+def test_fuzzing_every_endpoint_gets_no_5xx_and_keeps_to_the_schema(server, capsys):
+    """Schemathesis, from the server's own OpenAPI schema: requests generated for every operation (random
+    fields, uploads and options), each answer checked against the schema and for a 5xx; afterwards the
+    server still captions as the CLI does."""
+    schemathesis = pytest.importorskip("schemathesis")
+    from hypothesis import HealthCheck, given, settings
+    from schemathesis.checks import not_a_server_error, positive_data_acceptance
+
+    url, _, _ = server
+    schema = schemathesis.openapi.from_url(url + "/openapi.json")
+    answered = Counter()
+    for result in schema.get_all_operations():
+        operation = result.ok()
+
+        @given(case=operation.as_strategy())
+        @settings(
+            max_examples=FUZZ_EXAMPLES,
+            deadline=None,
+            database=None,
+            derandomize=True,
+            suppress_health_check=list(HealthCheck),
+        )
+        def fuzz(case):
+            response = case.call(base_url=url, timeout=120)
+            answered[(case.operation.method.upper(), case.operation.path, response.status_code)] += 1
+            # A schema-valid form can hold an unreadable image or an unknown model: a 4xx is right for those.
+            case.validate_response(
+                response, additional_checks=[not_a_server_error], excluded_checks=[positive_data_acceptance]
+            )
+
+        fuzz()
+    routes = {(method, path) for method, path, _ in answered}
+    assert routes == {("GET", p) for p in ("/healthz", "/v1/models", "/metrics")} | {
+        ("POST", f"/v1/{r}") for r in ("caption", "vqa", "match", "search")
+    }
+    assert sum(answered.values()) >= 1000
+    assert not [key for key in answered if key[2] >= 500]
+    assert any(method == "POST" and status == 200 for method, _, status in answered)  # some reached a model
+    test_captions_equal_the_cli(server, capsys)
