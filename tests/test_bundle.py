@@ -70,7 +70,7 @@ def test_the_real_manifest_reads_whole(small_bundle):
 def test_any_manifest_is_a_bundle_or_a_bundle_error(small_bundle, scratch):
     real = json.loads((small_bundle / MANIFEST).read_text())
 
-    @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
     @given(manifests(real), st.booleans())
     def check(manifest, cut):
         text = json.dumps(manifest)
