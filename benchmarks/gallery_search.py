@@ -11,18 +11,15 @@ each query's top-k checked equal between the two.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import time
-from pathlib import Path
 
 import numpy as np
 from sat_step import median_ms  # benchmarks/ is on sys.path when a script in it runs
+from saved import save  # benchmarks/ is on sys.path when a script in it runs
 
 from glimpse.runtime.gallery import InnerProductIndex
 from glimpse.runtime.session import cpu_threads
-
-RESULTS = Path(__file__).parent / "results"
 
 
 def main() -> None:
@@ -76,13 +73,11 @@ def main() -> None:
         "repeats": a.repeats,
         "rows": rows,
     }
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "gallery_search.json").write_text(json.dumps(result, indent=1))
     note = (
-        f"\n\n{a.gallery:,} gallery embeddings, top-{a.top_k}, {cpu_threads()} threads, medians;"
-        f" numpy {np.__version__}, faiss-cpu {faiss.__version__}. `python benchmarks/gallery_search.py`\n"
+        f"{a.gallery:,} gallery embeddings, top-{a.top_k}, {cpu_threads()} threads, medians;"
+        f" numpy {np.__version__}, faiss-cpu {faiss.__version__}. `python benchmarks/gallery_search.py`"
     )
-    (RESULTS / "gallery_search.md").write_text(table + note)
+    save("gallery_search", result, lines, note)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from saved import save  # benchmarks/ is on sys.path when a script in it runs
 
 from glimpse import families
 from glimpse.bundle import Bundle
@@ -39,8 +40,6 @@ from glimpse.families.m2.pipeline import M2Pipeline, pad_regions
 from glimpse.families.m2.reference import beam_search as public_beam_search
 from glimpse.runtime.session import cpu_threads
 from glimpse.vocab import Vocab
-
-RESULTS = Path(__file__).parent / "results"
 
 
 def median_s(fn, repeats: int) -> float:
@@ -149,10 +148,8 @@ def main() -> None:
         "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
         "runs": rows,
     }
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "m2_decode.json").write_text(json.dumps(result, indent=1) + "\n")
-    note = f"\n\n{a.images} images, medians of {a.repeats}, {cpu_threads()} threads: `python benchmarks/m2_decode.py`\n"
-    (RESULTS / "m2_decode.md").write_text("\n".join(lines) + note)
+    note = f"{a.images} images, medians of {a.repeats}, {cpu_threads()} threads: `python benchmarks/m2_decode.py`"
+    save("m2_decode", result, lines, note)
 
 
 if __name__ == "__main__":

@@ -12,21 +12,18 @@ medians over repeats, and the ratio measured in that run.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
+from saved import RESULTS, save  # benchmarks/ is on sys.path when a script in it runs
 
 from glimpse.export import onnx as onnx_export
 from glimpse.families.sat.model import GRAPH_IO, DecoderWithAttention, FusedStepGraph, StepGraph, reference_step
 from glimpse.runtime.search import top_candidates
 from glimpse.runtime.session import OnnxRuntimeSession, cpu_threads
-
-RESULTS = Path(__file__).parent / "results"
 
 
 def median_ms(fn, repeats: int, warmup: int = 10) -> float:
@@ -129,10 +126,8 @@ def main() -> None:
     lines = [f"| contender (K={k}) | median ms/step | speed-up vs tutorial |", "|---|---:|---:|"]
     lines += [f"| {name} | {ms:.3f} | {tutorial / ms:.2f}x |" for name, ms in rows]
     print("\n".join(lines))
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "sat_step.json").write_text(json.dumps(result, indent=1))
-    note = f"\n\n{cpu_threads()} threads, `python benchmarks/sat_step.py`\n"
-    (RESULTS / "sat_step.md").write_text("\n".join(lines) + note)
+    note = f"{cpu_threads()} threads, `python benchmarks/sat_step.py`"
+    save("sat_step", result, lines, note)
 
 
 if __name__ == "__main__":

@@ -30,8 +30,8 @@ from collections import Counter
 from pathlib import Path
 
 import httpx
+from saved import save  # benchmarks/ is on sys.path when a script in it runs
 
-RESULTS = Path(__file__).parent / "results"
 REPLICA = "ray::ServeReplica:glimpse:glimpse"  # the process title Ray gives a replica of glimpse serve
 TIMEOUT_S = 30.0
 RAY_DEFAULTS = {  # Ray 2.60's HAProxy retry settings, which glimpse serve's replace
@@ -294,13 +294,11 @@ def main() -> None:
         "machine": f"{platform.machine()} {os.cpu_count()} cores",
         "runs": runs,
     }
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "serve_faults.json").write_text(json.dumps(result, indent=1) + "\n")
     note = (
-        f"\n\n{a.threads} client threads, {a.requests} requests, one replica SIGKILLed after {a.kill_after} answers;"
-        f" {os.cpu_count()} cores, `python benchmarks/serve_faults.py`\n"
+        f"{a.threads} client threads, {a.requests} requests, one replica SIGKILLed after {a.kill_after} answers;"
+        f" {os.cpu_count()} cores, `python benchmarks/serve_faults.py`"
     )
-    (RESULTS / "serve_faults.md").write_text("\n".join(lines) + note)
+    save("serve_faults", result, lines, note)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import io
 import json
 import platform
 import socket
@@ -25,8 +24,7 @@ from pathlib import Path
 
 import aiohttp
 import numpy as np
-
-RESULTS = Path(__file__).parent / "results"
+from saved import save, scene_pngs  # benchmarks/ is on sys.path when a script in it runs
 
 
 async def load(url: str, images: list[bytes], clients: int, seconds: float, max_requests: int) -> dict:
@@ -86,7 +84,6 @@ def main() -> None:
     import ray
     from ray import serve as ray_serve
 
-    from glimpse.demo import scenes
     from glimpse.demo.bundles import PACKAGED, sat_bundle
     from glimpse.runtime.session import cpu_threads
     from glimpse.serve import app as serve
@@ -102,11 +99,7 @@ def main() -> None:
     if 1 not in a.levels:
         a.levels = [1, *a.levels]  # the one-at-a-time baseline of the ratios
 
-    images = []
-    for s in scenes.scenes("test", 32):
-        buf = io.BytesIO()
-        s.image(128).save(buf, format="PNG")
-        images.append(buf.getvalue())
+    images = scene_pngs(32)
     runs = []
     with tempfile.TemporaryDirectory() as tmp:
         bundle = sat_bundle(PACKAGED, Path(tmp) / "sat-bundle", print)
@@ -144,13 +137,11 @@ def main() -> None:
         "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
         "runs": runs,
     }
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "serve_load.json").write_text(json.dumps(result, indent=1) + "\n")
     note = (
-        f"\n\n{a.seconds:g} s per level, {a.replicas} replicas x {a.threads} ONNX Runtime threads,"
-        f" {cpu_threads()} cores, `python benchmarks/serve_load.py`\n"
+        f"{a.seconds:g} s per level, {a.replicas} replicas x {a.threads} ONNX Runtime threads,"
+        f" {cpu_threads()} cores, `python benchmarks/serve_load.py`"
     )
-    (RESULTS / "serve_load.md").write_text("\n".join(lines) + note)
+    save("serve_load", result, lines, note)
 
 
 if __name__ == "__main__":

@@ -13,23 +13,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import io
 import json
 import os
 import tempfile
 from pathlib import Path
 
+from saved import save, scene_pngs  # benchmarks/ is on sys.path when a script in it runs
 from serve_faults import free_port, replica_pids, rss_mib
 from serve_load import load
-
-RESULTS = Path(__file__).parent / "results"
 
 
 def main() -> None:
     import ray
     from ray import serve as ray_serve
 
-    from glimpse.demo import scenes
     from glimpse.demo.bundles import PACKAGED, sat_bundle
     from glimpse.serve import app as serve
 
@@ -40,11 +37,7 @@ def main() -> None:
     p.add_argument("--bundle", type=Path, help="the captioner to serve (default: the demo's, exported first)")
     a = p.parse_args()
 
-    images = []
-    for s in scenes.scenes("test", 32):
-        buf = io.BytesIO()
-        s.image(128).save(buf, format="PNG")
-        images.append(buf.getvalue())
+    images = scene_pngs(32)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         bundle = a.bundle or sat_bundle(PACKAGED, Path(tmp) / "sat-bundle", print).path
@@ -97,10 +90,8 @@ def main() -> None:
         "errors": errors,
         "minutes_rows": rows,
     }
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "serve_soak.json").write_text(json.dumps(result, indent=1) + "\n")
-    note = f"\n\n{summary}; {os.cpu_count()} cores, `python benchmarks/serve_soak.py`\n"
-    (RESULTS / "serve_soak.md").write_text("\n".join(lines) + note)
+    note = f"{summary}; {os.cpu_count()} cores, `python benchmarks/serve_soak.py`"
+    save("serve_soak", result, lines, note)
 
 
 if __name__ == "__main__":
