@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from torch.export import Dim
 
-from glimpse.export.compare import METRIC, TOLERANCE, error, errors, merge_errors  # noqa: F401 (read as onnx_export.*)
+from glimpse.export.compare import METRIC, TOLERANCE, error
 
 OPSET = 18  # parsed by TensorRT 10 and 11 and by every maintained ONNX Runtime
 

@@ -39,7 +39,7 @@ import numpy as np
 
 from glimpse.bundle import MANIFEST, Bundle, sha256_of
 from glimpse.errors import GlimpseError
-from glimpse.export import onnx as onnx_export
+from glimpse.export import compare
 
 PRECISIONS = ("fp16", "int8")
 CPU_SCHEMES = ("u8s8-static", "int8-dynamic")  # the CPU variant's ways to int8; see the module docstring
@@ -248,7 +248,7 @@ def _measured(name: str, src: Path, dst: Path, sample: list[dict], label: str, l
                 continue
             agree += 1
             got, want = ({o: x[o][chosen] for o in FUSED_VALUES} for x in (got, want))
-        errors = onnx_export.merge_errors(errors, onnx_export.errors(got, want))
+        errors = compare.merge_errors(errors, compare.errors(got, want))
     worst_output, worst = max(errors.items(), key=lambda kv: kv[1]["max_rel"], default=("-", {"max_rel": np.nan}))
     size = dst.stat().st_size / 1e6
     line = f"{label:<8} {dst.name:<22} {size:7.1f} MB  max rel error {worst['max_rel']:.2e} ({worst_output})"

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from glimpse.export import compare
 from glimpse.export import onnx as onnx_export
 from glimpse.families.m2.model import GRAPH_IO, M2
 from glimpse.families.m2.pipeline import empty_cache
@@ -62,10 +63,10 @@ def check(model: M2, sessions: dict, regions: np.ndarray, steps: int = 6, beams:
     c, g = model.config, model.graphs()
     x = torch.from_numpy(regions)
     levels, mask = model.encoder(x)
-    errors = {"encoder": onnx_export.errors(sessions["encoder"].run({"regions": regions}), {"levels": levels.numpy()})}
+    errors = {"encoder": compare.errors(sessions["encoder"].run({"regions": regions}), {"levels": levels.numpy()})}
     keys, values = g["init"](levels)
     got = sessions["init"].run({"levels": levels.numpy()})
-    errors["init"] = onnx_export.errors(got, {"cross_keys": keys.numpy(), "cross_values": values.numpy()})
+    errors["init"] = compare.errors(got, {"cross_keys": keys.numpy(), "cross_values": values.numpy()})
 
     b = len(regions)
     rng = np.random.default_rng(1)
@@ -83,8 +84,8 @@ def check(model: M2, sessions: dict, regions: np.ndarray, steps: int = 6, beams:
         want, past, past_mask = model.reference_step(
             torch.from_numpy(words[t].reshape(-1)), t, rows_levels, rows_mask, past, past_mask
         )
-        step_error = onnx_export.errors(out, {"logprobs": want.view(b, beams, -1).numpy()})
-        errors["step"] = onnx_export.merge_errors(errors["step"], step_error)
+        step_error = compare.errors(out, {"logprobs": want.view(b, beams, -1).numpy()})
+        errors["step"] = compare.merge_errors(errors["step"], step_error)
         feeds |= {"self_keys": out["self_keys_next"], "self_values": out["self_values_next"]}
         feeds["self_mask"] = out["self_mask_next"]
     return errors

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from glimpse.export import compare
 from glimpse.export import onnx as onnx_export
 from glimpse.families.mdan.model import MDAN
 from glimpse.preprocess import Preprocess
@@ -46,13 +47,13 @@ def check(model: MDAN, sessions: dict, images: np.ndarray) -> dict:
     """Errors of each graph against the module: the CNN and image side on ``images``, the text side on
     padded sentences of mixed lengths against packed PyTorch."""
     grid = model.cnn(torch.from_numpy(images))
-    err = {"encoder": onnx_export.errors(sessions["encoder"].run({"image": images}), {"grid": grid.numpy()})}
+    err = {"encoder": compare.errors(sessions["encoder"].run({"image": images}), {"grid": grid.numpy()})}
     want = dict(zip(IMAGE_OUTPUTS, (t.numpy() for t in model.image_embed(grid))))
-    err["image_embed"] = onnx_export.errors(sessions["image_embed"].run({"grid": grid.numpy()}), want)
+    err["image_embed"] = compare.errors(sessions["image_embed"].run({"grid": grid.numpy()}), want)
     tokens, lengths = onnx_export.example_texts(model.config.tokens)
     embedded = model.text_embed(torch.from_numpy(tokens), torch.from_numpy(lengths))
     want = dict(zip(TEXT_OUTPUTS, (t.numpy() for t in embedded)))
-    err["text_embed"] = onnx_export.errors(sessions["text_embed"].run({"tokens": tokens, "lengths": lengths}), want)
+    err["text_embed"] = compare.errors(sessions["text_embed"].run({"tokens": tokens, "lengths": lengths}), want)
     return err
 
 

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from glimpse.export import compare
 from glimpse.export import onnx as onnx_export
 from glimpse.families.nic.model import GRAPH_IO, ShowAndTell
 from glimpse.preprocess import Preprocess
@@ -50,8 +51,8 @@ def check(model: ShowAndTell, sessions: dict, images: np.ndarray, beam: int = 3,
         "c": c.transpose(0, 1),
     }
     err = {
-        "encoder": onnx_export.errors(sessions["encoder"].run({"image": images}), {"features": features.numpy()}),
-        "init": onnx_export.errors(sessions["init"].run({"features": features.numpy()}), _numpy(want)),
+        "encoder": compare.errors(sessions["encoder"].run({"image": images}), {"features": features.numpy()}),
+        "init": compare.errors(sessions["init"].run({"features": features.numpy()}), _numpy(want)),
     }
     n = len(images)
     tokens = torch.randint(0, model.config.vocab_size, (n, beam))
@@ -64,7 +65,7 @@ def check(model: ShowAndTell, sessions: dict, images: np.ndarray, beam: int = 3,
         logprobs = F.log_softmax(dec.linear(y.squeeze(1)), -1).reshape(n, beam, -1)  # (N, K, V)
         h, c = (x.transpose(0, 1).reshape(n, beam, *x.shape[::2]) for x in (h, c))  # (N, K, L, H)
         want = {"logprobs": logprobs, "h_next": h, "c_next": c}
-        step_err = onnx_export.merge_errors(step_err, onnx_export.errors(got, _numpy(want)))
+        step_err = compare.merge_errors(step_err, compare.errors(got, _numpy(want)))
         tokens = logprobs.argmax(-1)
     err["step"] = step_err
     return err

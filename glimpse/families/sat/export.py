@@ -75,8 +75,8 @@ def check(
     h, c = dec.init_hidden_state(features)
     att_proj = dec.attention.encoder_att(features)
     err = {
-        "encoder": onnx_export.errors(sessions["encoder"].run({"image": images}), {"features": features.numpy()}),
-        "init": onnx_export.errors(
+        "encoder": compare.errors(sessions["encoder"].run({"image": images}), {"features": features.numpy()}),
+        "init": compare.errors(
             sessions["init"].run({"features": features.numpy()}),
             {"att_proj": att_proj.numpy(), "h": h.numpy(), "c": c.numpy()},
         ),
@@ -95,9 +95,9 @@ def check(
         ref = [reference_step(dec, features[i].expand(beam, -1, -1), tokens[i], h[i], c[i]) for i in range(n)]
         logprobs, h, c, alpha = (torch.stack(t) for t in zip(*ref))  # (N, K, ...) each
         want = {"logprobs": logprobs, "h_next": h, "c_next": c, "alpha": alpha}
-        step_err = onnx_export.merge_errors(step_err, onnx_export.errors(got, {k: v.numpy() for k, v in want.items()}))
+        step_err = compare.merge_errors(step_err, compare.errors(got, {k: v.numpy() for k, v in want.items()}))
         if "step_fused" in sessions:
-            fused_err = onnx_export.merge_errors(fused_err, check_fused(sessions["step_fused"], feeds, want, end))
+            fused_err = compare.merge_errors(fused_err, check_fused(sessions["step_fused"], feeds, want, end))
         tokens = logprobs.argmax(-1)
     err["step"] = step_err
     if "step_fused" in sessions:
@@ -132,8 +132,8 @@ def check_fused(session, feeds: dict, want: dict, end: int, seed: int = 0) -> di
     wrong = int((got["ended"] != ended).sum() + (~ordered).sum())
     return {
         "bookkeeping": dict.fromkeys(compare.FIGURES, float(wrong)),  # slots wrong: any is an error
-        "best_scores": onnx_export.errors({"s": chosen[live]}, {"s": best[live]})["s"],
-        **onnx_export.errors(masked, {o: v[live] for o, v in at.items()}),
+        "best_scores": compare.errors({"s": chosen[live]}, {"s": best[live]})["s"],
+        **compare.errors(masked, {o: v[live] for o, v in at.items()}),
     }
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from glimpse.export import compare
 from glimpse.export import onnx as onnx_export
 from glimpse.families.vqa.model import VQAModel
 from glimpse.preprocess import Preprocess
@@ -51,13 +52,13 @@ def check(model: VQAModel, sessions: dict, images: np.ndarray) -> dict:
     encoder on padded questions of mixed lengths against packed PyTorch; the head on the grids and
     those questions against the family's reference (pytorch-vqa's own Net.forward for saaa)."""
     grid = model.cnn(torch.from_numpy(images))
-    err = {"encoder": onnx_export.errors(sessions["encoder"].run({"image": images}), {"grid": grid.numpy()})}
+    err = {"encoder": compare.errors(sessions["encoder"].run({"image": images}), {"grid": grid.numpy()})}
     tokens, lengths = onnx_export.example_texts(model.config.tokens)
     q = model.question(torch.from_numpy(tokens), torch.from_numpy(lengths))
     q = q if isinstance(q, tuple) else (q,)
     want = {n: t.numpy() for n, t in zip(model.QUESTION_OUTPUTS, q)}
     got = sessions["question"].run({"tokens": tokens, "lengths": lengths})
-    err["question"] = onnx_export.errors(got, want)
+    err["question"] = compare.errors(got, want)
 
     n = len(tokens)
     rows = np.arange(n) % len(images)  # every question against some image
@@ -67,7 +68,7 @@ def check(model: VQAModel, sessions: dict, images: np.ndarray) -> dict:
     outputs = model.head(*(torch.from_numpy(v) for v in feed.values()))
     want = {name: t.numpy() for name, t in zip(model.HEAD_OUTPUTS, outputs)}
     want["logits"] = model.reference(grid[rows], torch.from_numpy(tokens), torch.from_numpy(lengths)).numpy()
-    err["head"] = onnx_export.errors(got, want)
+    err["head"] = compare.errors(got, want)
     return err
 
 
