@@ -187,9 +187,9 @@ def fault_run(bundle: Path, files: list[Path], want: dict, replicas: int, retrie
 
     port, log = free_port(), HAProxyLog()
     os.environ["RAY_SERVE_HAPROXY_LOG_TARGET"] = log.target  # Ray's settings are read when Ray starts
-    for setting, value in (RAY_DEFAULTS if retries == "ray" else serve.HAPROXY_RETRIES).items():
-        os.environ[setting] = value
     limits = serve.Limits(timeout_s=TIMEOUT_S)
+    for setting, value in (RAY_DEFAULTS if retries == "ray" else serve.haproxy_retries(limits)).items():
+        os.environ[setting] = value
     options = serve.ModelOptions(threads=1)
     serve.run([str(bundle)], port=port, replicas=replicas, model=options, limits=limits, blocking=False)
     url = f"http://127.0.0.1:{port}"

@@ -23,8 +23,11 @@ nothing else in glimpse imports it.
 # No ``from __future__ import annotations``: FastAPI reads the endpoints' annotations, and Ray ships the
 # ingress class to its replica by value, without the module globals that string annotations would name.
 import asyncio
+import atexit
 import io
 import json
+import shutil
+import tempfile
 import time
 import uuid
 from collections import defaultdict
@@ -43,11 +46,7 @@ from glimpse.runtime.profiles import AXIS_RANGES
 
 ROUTES = ("caption", "vqa", "match")  # a model is served at the route of its family's task
 PUBLISH_S = 1.0  # how often a replica sends its metrics to the store that /metrics reads
-HAPROXY_RETRIES = {  # Ray's HAProxy settings (read when Ray starts): resend a request its replica dropped
-    "RAY_SERVE_HAPROXY_RETRY_ON": "conn-failure empty-response junk-response",
-    "RAY_SERVE_HAPROXY_RETRIES": "8",  # enough to mark a dead replica down and move on
-    "RAY_SERVE_HAPROXY_TUNE_BUFSIZE": str(1 << 20),  # what HAProxy keeps of a request to resend it
-}
+HAPROXY_BUFFER = 1 << 20  # HAProxy's buffer: a request up to this size is read whole, and can be resent
 HAPROXY_PORTS = {  # the ports Serve's HAProxy and Ray's fallback proxy bind besides the serving port
     "RAY_SERVE_HAPROXY_STATS_PORT": (8404, "Serve's HAProxy stats"),
     "RAY_SERVE_HAPROXY_METRICS_PORT": (9101, "Serve's HAProxy metrics"),
@@ -493,6 +492,38 @@ async def read_regions(request, upload, limits: Limits) -> np.ndarray:
         raise HTTPError(400, str(e)) from None
 
 
+def haproxy_retries(limits: Limits) -> dict[str, str]:
+    """Ray's settings for Serve's HAProxy (read when Ray starts), so that a request whose replica dies is sent
+    again: to another replica, or with none left to Ray's fallback proxy, which holds it until one is back (a
+    request has no side effects, so it may run twice).
+
+    HAProxy can resend only a request it still holds whole, so it must read each body before forwarding it
+    (``option http-buffer-request``; a body over its buffer goes on as it arrives, and cannot be resent), and
+    that wait is bounded by ``timeout http-request`` (the server's timeout), answered 408 in JSON like the
+    app's own errors. Ray's generated config has no setting for these three, so they go in its defaults
+    section on lines of their own after ``retry-on``, whose value Ray writes there verbatim."""
+    seconds = f"{limits.timeout_s:g}"
+    body = json.dumps({"error": f"the upload did not arrive within {seconds} s"})
+    folder = tempfile.mkdtemp(prefix="glimpse-haproxy-")  # HAProxy reads the answer at each reload
+    atexit.register(shutil.rmtree, folder, True)
+    answer = Path(folder) / "408.http"
+    answer.write_bytes(
+        b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\nconnection: close\r\n"
+        + f"content-length: {len(body)}\r\n\r\n{body}".encode()
+    )
+    defaults = [
+        "conn-failure empty-response junk-response",
+        "option http-buffer-request",
+        f"timeout http-request {round(limits.timeout_s * 1000)}",  # milliseconds
+        f"errorfile 408 {answer}",
+    ]
+    return {
+        "RAY_SERVE_HAPROXY_RETRY_ON": "\n    ".join(defaults),
+        "RAY_SERVE_HAPROXY_RETRIES": "8",  # enough to mark a dead replica down and move on
+        "RAY_SERVE_HAPROXY_TUNE_BUFSIZE": str(HAPROXY_BUFFER),
+    }
+
+
 def run(
     bundles: list[str],
     host: str = "127.0.0.1",
@@ -521,10 +552,7 @@ def run(
     # (benchmarks/serve_load.py). Ray reads these when it starts; a cluster's nodes set them at `ray start`.
     for flag in ("RAY_SERVE_THROUGHPUT_OPTIMIZED", "RAY_SERVE_ENABLE_HA_PROXY"):
         os.environ.setdefault(flag, "1")
-    # A replica that dies with requests in flight: HAProxy sends them again, to another replica, or with
-    # none left to Ray's own proxy, which holds them until one is back (a request has no side effects, so
-    # it may run twice). HAProxy resends only what it kept whole: a request within its buffer (1 MiB).
-    for setting, value in HAPROXY_RETRIES.items():
+    for setting, value in haproxy_retries(limits or Limits()).items():
         os.environ.setdefault(setting, value)
     if not address:
         check_ports(host, port)
