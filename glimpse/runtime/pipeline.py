@@ -42,12 +42,14 @@ def open_sessions(
     precision: str = "fp32",
     cuda_graphs: bool = False,
     torch_modules: Callable[[Bundle], dict] | None = None,
+    arena: bool = True,
 ) -> dict[str, Session]:
     """The graphs ``names`` of ``bundle`` on ``backend``. ``torch_modules(bundle)`` -> {graph: reference
-    module} is the family's, for the torch backend."""
+    module} is the family's, for the torch backend. ``arena``: ONNX Runtime's CPU memory arena (off for a
+    long-running server, whose memory must come back)."""
     if backend == "onnxruntime":
         path = bundle.cpu_graph_path if device == "cpu" else bundle.graph_path  # int8: its CPU variant on the CPU
-        return {n: OnnxRuntimeSession(path(n, precision), device, threads) for n in names}
+        return {n: OnnxRuntimeSession(path(n, precision), device, threads, arena) for n in names}
     if backend == "tensorrt":
         from glimpse.runtime.tensorrt import tensorrt_sessions
 
@@ -76,6 +78,7 @@ class Pipeline:
         threads: int | None = None,
         precision: str = "fp32",
         cuda_graphs: bool = True,
+        arena: bool = True,
     ):
         self.bundle = bundle if isinstance(bundle, Bundle) else Bundle(bundle)
         if self.bundle.family not in self.families:
@@ -83,7 +86,7 @@ class Pipeline:
         self.vocab = self.bundle.vocab
         names = [n for n in self.graphs if n in self.bundle.graphs]
         self.sessions = open_sessions(
-            self.bundle, names, backend, device, threads, precision, cuda_graphs, self.torch_modules
+            self.bundle, names, backend, device, threads, precision, cuda_graphs, self.torch_modules, arena
         )
 
     @staticmethod

@@ -42,7 +42,7 @@ def cpu_threads() -> int:
 
 
 class OnnxRuntimeSession(Session):
-    def __init__(self, path: str | Path, device: str = "cpu", threads: int | None = None):
+    def __init__(self, path: str | Path, device: str = "cpu", threads: int | None = None, arena: bool = True):
         try:
             import onnxruntime as ort
         except ImportError:
@@ -51,6 +51,9 @@ class OnnxRuntimeSession(Session):
         opts.intra_op_num_threads = threads or cpu_threads()
         opts.inter_op_num_threads = 1  # one graph at a time: the decode loop is sequential
         opts.log_severity_level = 3
+        # ONNX Runtime's CPU arena keeps every block it ever took and grows by doubling regions: fastest
+        # for a short run; a server's memory would only ever step up (docs/serving.md, Soak).
+        opts.enable_cpu_mem_arena = arena
         # Every session has its own thread pool, and a pool spins on its cores after each run. A
         # pipeline alternates sessions (encoder, init, step, step, ...), so a spinning pool would steal
         # the cores from the next session's: 2.2x slower captions at batch 1 on 2 cores.

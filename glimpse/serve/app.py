@@ -170,7 +170,7 @@ def application(bundles: dict[str, str], indexes: dict, replicas: int, model: Mo
             bundle = Bundle(path)
             self.task = families.get(bundle.family).task
             opened = {k: getattr(options, k) for k in ("backend", "device", "threads", "precision")}
-            self.pipe = families.open_pipeline(bundle, **opened)
+            self.pipe = families.open_pipeline(bundle, **opened, arena=False)  # see fixed_mmap_threshold
             self.galleries = {name: Gallery(p) for name, p in galleries.items()}
             self.run.set_max_batch_size(options.max_batch_size)
             self.run.set_batch_wait_timeout_s(options.batch_wait_ms / 1000)
@@ -195,6 +195,7 @@ def application(bundles: dict[str, str], indexes: dict, replicas: int, model: Mo
     @serve.ingress(api)
     class Glimpse:
         def __init__(self, options: dict, store):
+            fixed_mmap_threshold()
             owned = {name: {i: p for i, (p, owner) in indexes.items() if owner == name} for name in bundles}
             self.models = {name: Served(p, ModelOptions(**options), owned[name]) for name, p in bundles.items()}
             # Each replica counts what it answered; a scrape reaches one replica, which answers the sum
@@ -396,6 +397,23 @@ def prometheus_text(snapshots) -> str:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(Summed())
     return generate_latest(registry).decode()
+
+
+def fixed_mmap_threshold() -> None:
+    """Keep this process's large allocations (128 KiB and up: a batch's images and activations) in memory maps
+    of their own, which go back to the OS when freed. glibc's malloc starts so, but raises that threshold to each
+    large block freed, and from then on serves such blocks from its heaps, which fragment and never shrink.
+
+    With ONNX Runtime's arena off too, a replica's memory grew 5% over a 10-minute soak, against 13 to 17% with
+    both as they come (docs/serving.md, Soak), for up to 15% slower compute. No-op off glibc."""
+    import ctypes
+    import ctypes.util
+
+    M_MMAP_THRESHOLD = -3  # <malloc.h>; setting it also stops glibc adjusting it
+    try:
+        ctypes.CDLL(ctypes.util.find_library("c")).mallopt(M_MMAP_THRESHOLD, 128 << 10)
+    except (OSError, AttributeError, TypeError):  # no C library found, or not glibc's
+        pass
 
 
 class UploadRefused(StarletteHTTPException):
