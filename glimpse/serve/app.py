@@ -77,6 +77,11 @@ class Limits:
     max_pixels: int = 40_000_000  # width x height
     timeout_s: float = 60.0  # per request, queueing included (504)
 
+    @property
+    def stalled(self) -> str:
+        """The 408 answer's words, whether the replica or HAProxy gives it."""
+        return f"the upload did not arrive within {self.timeout_s:g} s"
+
 
 @dataclass
 class ModelOptions:
@@ -452,7 +457,7 @@ class UploadGuard:
             try:
                 message = await asyncio.wait_for(receive(), max(deadline - loop.time(), 0))
             except TimeoutError:
-                raise UploadRefused(408, f"the upload did not arrive within {self.limits.timeout_s:g} s") from None
+                raise UploadRefused(408, self.limits.stalled) from None
             received += len(message.get("body", b""))
             arrived = not message.get("more_body", False)
             if received > most:
@@ -520,8 +525,7 @@ def haproxy_retries(limits: Limits) -> dict[str, str]:
     that wait is bounded by ``timeout http-request`` (the server's timeout), answered 408 in JSON like the
     app's own errors. Ray's generated config has no setting for these three, so they go in its defaults
     section on lines of their own after ``retry-on``, whose value Ray writes there verbatim."""
-    seconds = f"{limits.timeout_s:g}"
-    body = json.dumps({"error": f"the upload did not arrive within {seconds} s"})
+    body = json.dumps({"error": limits.stalled})
     folder = tempfile.mkdtemp(prefix="glimpse-haproxy-")  # HAProxy reads the answer at each reload
     atexit.register(shutil.rmtree, folder, True)
     answer = Path(folder) / "408.http"
