@@ -410,7 +410,7 @@ def fixed_mmap_threshold() -> None:
     large block freed, and from then on serves such blocks from its heaps, which fragment and never shrink.
 
     With ONNX Runtime's arena off too, a replica's memory grew 5% over a 10-minute soak, against 13 to 17% with
-    both as they come (docs/serving.md, Soak), for up to 15% slower compute. No-op off glibc."""
+    both as they come (docs/serving.md, Soak), for 18% less batched throughput at 32 clients. No-op off glibc."""
     import ctypes
     import ctypes.util
 
