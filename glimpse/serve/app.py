@@ -26,6 +26,7 @@ import asyncio
 import atexit
 import io
 import json
+import os
 import shutil
 import tempfile
 import time
@@ -76,6 +77,11 @@ class Limits:
     max_body_bytes: int = 20 << 20  # an upload larger than this is refused (413)
     max_pixels: int = 40_000_000  # width x height
     timeout_s: float = 60.0  # per request, queueing included (504)
+
+    @property
+    def too_large(self) -> str:
+        """The 413 answer's words for an upload over the limit."""
+        return f"the upload is larger than {self.max_body_bytes} bytes"
 
     @property
     def stalled(self) -> str:
@@ -443,7 +449,7 @@ class UploadGuard:
         most = self.limits.max_body_bytes + self.SLACK
         length = dict(scope["headers"]).get(b"content-length", b"0")
         if length.isdigit() and int(length) > most:
-            body = json.dumps({"error": f"the upload is larger than {self.limits.max_body_bytes} bytes"}).encode()
+            body = json.dumps({"error": self.limits.too_large}).encode()
             headers = [(b"content-type", b"application/json"), (b"connection", b"close")]
             await send({"type": "http.response.start", "status": 413, "headers": headers})
             return await send({"type": "http.response.body", "body": body})
@@ -461,7 +467,7 @@ class UploadGuard:
             received += len(message.get("body", b""))
             arrived = not message.get("more_body", False)
             if received > most:
-                raise UploadRefused(413, f"the upload is larger than {self.limits.max_body_bytes} bytes")
+                raise UploadRefused(413, self.limits.too_large)
             return message
 
         await self.app(scope, bounded, send)
@@ -478,7 +484,7 @@ async def read_body(request, upload, limits: Limits) -> bytes:
     size = int(request.headers.get("content-length") or 0)
     data = await upload.read(limits.max_body_bytes + 1)
     if size > limits.max_body_bytes or len(data) > limits.max_body_bytes:
-        raise HTTPError(413, f"the upload is larger than {limits.max_body_bytes} bytes")
+        raise HTTPError(413, limits.too_large)
     return data
 
 
@@ -560,9 +566,7 @@ def run(
     """Start Ray (or join the cluster at ``address``) and serve ``bundles`` and the gallery ``indexes``
     (each answered by the served mdan bundle that embedded it); models and indexes are named after
     their directories. Bad options, bundles and indexes are reported here, before anything starts."""
-    import os
-
-    model = model or ModelOptions()
+    model, limits = model or ModelOptions(), limits or Limits()
     gpus = replicas * replica_options(model.device, model.gpus_per_replica)["num_gpus"]
     most = AXIS_RANGES["batch"][2]
     if model.backend == "tensorrt" and model.max_batch_size > most:  # a batch the engines' profile refuses
@@ -574,7 +578,7 @@ def run(
     # (benchmarks/serve_load.py). Ray reads these when it starts; a cluster's nodes set them at `ray start`.
     for flag in ("RAY_SERVE_THROUGHPUT_OPTIMIZED", "RAY_SERVE_ENABLE_HA_PROXY"):
         os.environ.setdefault(flag, "1")
-    for setting, value in haproxy_retries(limits or Limits()).items():
+    for setting, value in haproxy_retries(limits).items():
         os.environ.setdefault(setting, value)
     if not address:
         check_ports(host, port)
@@ -610,15 +614,14 @@ def run(
             ray.shutdown()
             raise GlimpseError(f"{replicas} replica(s) x {gpus / replicas:g} GPU need {gpus:g} GPUs; Ray sees {have:g}")
     # Ray's own limit on a request, past ours (504): a request held while no replica is up gets 408 then.
-    serve.start(http_options={"host": host, "port": port, "request_timeout_s": (limits or Limits()).timeout_s + 10})
-    app = application(named, owned, replicas, model, limits or Limits())
+    serve.start(http_options={"host": host, "port": port, "request_timeout_s": limits.timeout_s + 10})
+    app = application(named, owned, replicas, model, limits)
     serve.run(app, name="glimpse", route_prefix="/", blocking=blocking)
 
 
 def check_ports(host: str, port: int) -> None:
     """Refuse in one line, naming the holder, when a port the server will bind is taken, as by an HAProxy
     left over from an earlier server (``ray stop`` does not always end it)."""
-    import os
     import socket
 
     ports = {port: ("the serving port", host)}
@@ -638,8 +641,6 @@ def check_ports(host: str, port: int) -> None:
 
 def port_holder(port: int) -> str:
     """'pid N (name)' of the process listening on a TCP ``port`` of this machine, from /proc."""
-    import os
-
     inodes = set()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
