@@ -38,7 +38,7 @@ from glimpse.families.m2.export import export_m2
 from glimpse.families.m2.model import M2, M2Config, trained_layer_norms
 from glimpse.families.m2.pipeline import M2Pipeline, pad_regions
 from glimpse.families.m2.reference import beam_search as public_beam_search
-from glimpse.runtime.session import cpu_threads
+from glimpse.runtime.session import cpu_threads, share_threads
 from glimpse.vocab import Vocab
 
 
@@ -76,11 +76,13 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         bundle = export_m2(model, vocab, Path(tmp) / "m2-bundle", log=print)
-        pipe = M2Pipeline(bundle)
         if a.int8:  # calibrated on other images than those timed
             calibration = [rng.exponential(1.0, (int(n), config.d_in)).astype(np.float32) for n in np.tile(sizes, 2)]
             inputs = np.stack([pad_regions(x, config.regions) for x in calibration])
             quantize(Bundle(bundle), "int8", inputs, families.recorder(Bundle(bundle), []), log=print)
+        share_threads()  # from here on the process only runs pipelines, as the glimpse program does
+        pipe = M2Pipeline(bundle)
+        if a.int8:
             pipe_int8 = M2Pipeline(bundle, precision="int8")  # ONNX Runtime on the CPU: the CPU int8 variant
 
         # the modules compiled, not reference_step whole: on torch 2.14 that returned wrong self-attention

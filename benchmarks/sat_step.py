@@ -23,7 +23,7 @@ from saved import RESULTS, save  # benchmarks/ is on sys.path when a script in i
 from glimpse.export import onnx as onnx_export
 from glimpse.families.sat.model import GRAPH_IO, DecoderWithAttention, FusedStepGraph, StepGraph, reference_step
 from glimpse.runtime.search import top_candidates
-from glimpse.runtime.session import OnnxRuntimeSession, cpu_threads
+from glimpse.runtime.session import OnnxRuntimeSession, cpu_threads, share_threads
 
 
 def median_ms(fn, repeats: int, warmup: int = 10) -> float:
@@ -44,6 +44,7 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=200)
     p.add_argument("--vocab", type=int, default=9490, help="tutorial COCO word map size")
     a = p.parse_args()
+    share_threads()  # the step's sessions as the glimpse program runs them
     torch.manual_seed(0)
     torch.set_num_threads(cpu_threads())
     k, P = a.beam, 196

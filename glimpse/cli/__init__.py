@@ -57,9 +57,21 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, own_process: bool = False) -> int:
+    """Run one command; -> its exit code. ``own_process``: this process is the glimpse program, so a command that
+    only runs pipelines puts all their ONNX Runtime sessions on one thread pool (see share_threads), which would
+    refuse the sessions of anything run in the process after it."""
     args = parser().parse_args(argv)
+    if own_process and args.tool.shares_threads:
+        from glimpse.runtime.session import share_threads
+
+        share_threads(args.threads)
     return execute(args.tool, args)
 
 
-__all__ = ["Tool", "TOOLS", "log", "main", "parser"]
+def program() -> int:
+    """The ``glimpse`` program: its console script and ``python -m glimpse.cli``."""
+    return main(own_process=True)
+
+
+__all__ = ["Tool", "TOOLS", "log", "main", "parser", "program"]

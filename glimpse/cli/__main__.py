@@ -2,6 +2,6 @@
 
 import sys
 
-from glimpse.cli import main
+from glimpse.cli import program
 
-sys.exit(main())
+sys.exit(program())

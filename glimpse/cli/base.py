@@ -47,6 +47,7 @@ class Tool:
 
     name: str = ""
     examples: tuple[str, ...] = ()  # command lines, shown under the options
+    shares_threads = False  # it only runs pipelines: the glimpse program gives them one thread pool (share_threads)
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         pass

@@ -23,6 +23,7 @@ class Caption(Tool):
     """
 
     name = "caption"
+    shares_threads = True
     examples = (
         "glimpse caption sat-bundle photo.jpg",
         "glimpse caption sat-bundle photos/ --json --batch-size 16",

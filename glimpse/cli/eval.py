@@ -20,6 +20,7 @@ class Eval(Tool):
     """
 
     name = "eval"
+    shares_threads = True
     examples = (
         "glimpse quantize runs/demo/sat-bundle --precision fp16 int8 && glimpse eval runs/demo/sat-bundle"
         " --precision fp16 int8",

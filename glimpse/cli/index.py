@@ -16,6 +16,7 @@ class Index(Tool):
     """
 
     name = "index"
+    shares_threads = True
     examples = (
         'glimpse index mdan-bundle photos/ --out photos.index && glimpse search photos.index "a dog on a beach"',
     )

@@ -14,6 +14,7 @@ class Match(Tool):
     """
 
     name = "match"
+    shares_threads = True
     examples = ('glimpse match mdan-bundle photo.jpg "a red circle" "two blue stars"',)
 
     def add_arguments(self, m):

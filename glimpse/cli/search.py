@@ -18,6 +18,7 @@ class Search(Tool):
     """
 
     name = "search"
+    shares_threads = True
     examples = (
         'glimpse search photos.index "two red circles" --top-k 5',
         "glimpse search photos.index --image query.jpg --sentences captions.txt",

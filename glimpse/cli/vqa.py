@@ -16,6 +16,7 @@ class VQA(Tool):
     """
 
     name = "vqa"
+    shares_threads = True
     examples = (
         'glimpse vqa vqa-bundle photo.jpg "what colour is the bus?" "how many people are there?"',
         'glimpse vqa vqa-bundle photo.jpg "is it raining?" --json --attention-plot glimpses.png',

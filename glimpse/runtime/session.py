@@ -41,6 +41,30 @@ def cpu_threads() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
+_shared_pool: list[int] = []  # the threads of the process-wide pool, once share_threads made it
+
+
+def share_threads(threads: int | None = None) -> None:
+    """Run every ONNX Runtime session this process opens from now on on one pool of ``threads`` threads (default:
+    the cores), which spins between runs; a second call changes nothing.
+
+    A pipeline alternates sessions (encoder, init, step, step, ...). Pools of their own would each spin on the
+    cores after a run and steal them from the next session's (2.2x slower captions on 2 cores), so they sleep,
+    and waking them costs each of a step's forty operators tens of microseconds: a beam-5 int8 step of the
+    tutorial-size model takes 1.17 ms so, 0.72 ms on the shared pool, and its captions 102 ms against 78.
+    After this call ONNX Runtime refuses any session a pool of its own (onnxruntime.quantization's calibration
+    makes one), so only a process that just runs pipelines calls it: the ``glimpse`` program for its pipeline
+    commands, the bench's contenders. A server's replicas share the cores with each other and keep sleeping
+    pools. The pool spins about 30 ms after a run, on one core."""
+    if _shared_pool:
+        return
+    from onnxruntime.capi import _pybind_state  # where onnxruntime's Python API has the global pools
+
+    threads = threads or cpu_threads()
+    _pybind_state.set_global_thread_pool_sizes(threads, 1)
+    _shared_pool.append(threads)
+
+
 class OnnxRuntimeSession(Session):
     def __init__(self, path: str | Path, device: str = "cpu", threads: int | None = None, arena: bool = True):
         try:
@@ -48,16 +72,16 @@ class OnnxRuntimeSession(Session):
         except ImportError:
             raise BackendUnavailable("onnxruntime is not installed (pip install onnxruntime)") from None
         opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads or cpu_threads()
-        opts.inter_op_num_threads = 1  # one graph at a time: the decode loop is sequential
         opts.log_severity_level = 3
-        # ONNX Runtime's CPU arena keeps every block it ever took and grows by doubling regions: fastest
-        # for a short run; a server's memory would only ever step up (docs/serving.md, Soak).
+        if _shared_pool:  # the pool's threads, whatever ``threads`` asks (see share_threads)
+            opts.use_per_session_threads = False
+        else:  # a pool of its own, asleep between runs so as not to steal the next session's cores
+            opts.intra_op_num_threads = threads or cpu_threads()
+            opts.inter_op_num_threads = 1  # one graph at a time: the decode loop is sequential
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        # ONNX Runtime's CPU arena keeps every block it ever took and grows by doubling regions: fastest for a
+        # short run; a server's memory would only ever step up (docs/serving.md, Soak).
         opts.enable_cpu_mem_arena = arena
-        # Every session has its own thread pool, and a pool spins on its cores after each run. A
-        # pipeline alternates sessions (encoder, init, step, step, ...), so a spinning pool would steal
-        # the cores from the next session's: 2.2x slower captions at batch 1 on 2 cores.
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if device == "cpu":
             providers = ["CPUExecutionProvider"]
         elif "CUDAExecutionProvider" in ort.get_available_providers():

@@ -1,7 +1,10 @@
 """Captioning: the ONNX Runtime and torch pipelines, over the step or the fused step, give exactly the
-tutorial loop's tokens, batched equals unbatched, and bad images are reported one by one."""
+tutorial loop's tokens, batched equals unbatched, the glimpse program's shared thread pool equals a pool per
+session, and bad images are reported one by one."""
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -92,6 +95,19 @@ def test_fused_step_serves_beams_up_to_its_k(small_bundle, images):
     assert pipe.fused_beam == 5
     with pytest.raises(GlimpseError, match="the fused step runs beam search with up to 5 beams"):
         pipe(images[:1], beam_size=6, fused=True)
+
+
+def test_the_program_shares_one_thread_pool_and_captions_the_same(small_bundle, images, capsys):
+    argv = ["caption", str(small_bundle), *map(str, images), "--json", "-b", "5"]
+    assert main(argv) == 0  # in this process: a pool per session (share_threads would refuse the tests' others)
+    own = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    program = "import sys; from glimpse.cli import program; from glimpse.runtime import session; code = program(); "
+    program += "assert session._shared_pool, 'no shared pool'; sys.exit(code)"
+    done = subprocess.run([sys.executable, "-c", program, *argv], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    shared = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [r["tokens"] for r in shared] == [r["tokens"] for r in own]
+    np.testing.assert_allclose([r["score"] for r in shared], [r["score"] for r in own], rtol=1e-5)
 
 
 def test_cli_json_and_plot(small_bundle, images, tmp_path, capsys):
