@@ -16,8 +16,9 @@ from glimpse.cli import main
 from glimpse.demo import scenes
 from glimpse.demo.bundles import PACKAGED, sat_bundle
 from glimpse.errors import GlimpseError
-from glimpse.export.precision import cpu_scheme, to_cpu_int8
+from glimpse.export.precision import cpu_scheme, offset_conv_weights, scorers, to_cpu_int8
 from glimpse.runtime import pipeline
+from glimpse.runtime.session import OnnxRuntimeSession
 
 
 @pytest.fixture(scope="module")
@@ -75,6 +76,32 @@ def test_cpu_schemes_are_int8_kernels_onnxruntime_fuses(quantized, tmp_path):
     assert {"DynamicQuantizeLinear", "MatMulInteger"} <= ops and "Gemm" not in ops  # the weights in int8
     with pytest.raises(GlimpseError, match="unknown CPU int8 scheme 'int4'"):
         to_cpu_int8(src, tmp_path / "x.onnx", [], cache, "int4")
+
+
+def test_conv_weights_offset_to_zero_point_minus_one_change_no_output(quantized, tmp_path):
+    src = tmp_path / "encoder.onnx"
+    cache = quantized.path / quantized.graphs["encoder"]["precisions"]["int8"]["calibration"]["cache"]
+    to_cpu_int8(quantized.graph_path("encoder"), src, [], cache, "u8s8-static")
+    convs = sum(n.op_type == "Conv" for n in onnx.load(src).graph.node)
+    assert offset_conv_weights(src, tmp_path / "offset.onnx") == convs  # every one: symmetric weights never hit -128
+    g = onnx.load(tmp_path / "offset.onnx").graph
+    inits = {t.name: numpy_helper.to_array(t) for t in g.initializer}
+    made = {o: n for n in g.node for o in n.output}
+    for conv in (n for n in g.node if n.op_type == "Conv"):
+        assert (inits[made[conv.input[1]].input[2]] == -1).all()
+    image = {"image": np.random.default_rng(0).standard_normal((2, 3, 128, 128), np.float32)}
+    before = OnnxRuntimeSession(src).run(image)["features"]
+    np.testing.assert_array_equal(OnnxRuntimeSession(tmp_path / "offset.onnx").run(image)["features"], before)
+    cpu = quantized.graphs["encoder"]["precisions"]["int8"]["cpu"]  # both were timed; the entry says which won
+    assert set(cpu["ms"]) == {"fp32", "int8", "int8_conv_weights_offset"}
+    assert cpu["scheme"] == "u8s8-static"
+    assert ("conv_weight_zero_point" in cpu) == (cpu["ms"]["int8_conv_weights_offset"] < cpu["ms"]["int8"])
+
+
+def test_attention_scorers_stay_float_in_the_dynamic_variant(quantized, tmp_path):
+    (scorer,) = scorers(quantized.graph_path("step"))  # the attention's full_att: 128 -> 1
+    to_cpu_int8(quantized.graph_path("step"), tmp_path / "step.onnx", [], None, "int8-dynamic")
+    assert scorer in {n.name for n in onnx.load(tmp_path / "step.onnx").graph.node if n.op_type == "MatMul"}
 
 
 def test_onnxruntime_on_the_cpu_opens_the_cpu_variant(quantized, monkeypatch):
