@@ -62,8 +62,8 @@ def test_int8_records_a_cpu_variant_beside_tensorrts(quantized):
 
 def test_cpu_schemes_are_int8_kernels_onnxruntime_fuses(quantized, tmp_path):
     src = quantized.graph_path("encoder")
-    cache = quantized.path / quantized.graphs["encoder"]["precisions"]["int8"]["calibration"]["cache"]
-    to_cpu_int8(src, tmp_path / "encoder.onnx", [], cache, "u8s8-static")  # the TensorRT graph's ranges
+    cache = quantized.path / quantized.graphs["encoder"]["precisions"]["int8"]["cpu"]["calibration"]["cache"]
+    to_cpu_int8(src, tmp_path / "encoder.onnx", [], cache, "u8s8-static")  # the CPU variant's own ranges
     g = onnx.load(tmp_path / "encoder.onnx").graph
     inits = {t.name: numpy_helper.to_array(t) for t in g.initializer}
     zero_points = [inits[n.input[2]] for n in g.node if n.op_type == "QuantizeLinear"]
@@ -71,6 +71,8 @@ def test_cpu_schemes_are_int8_kernels_onnxruntime_fuses(quantized, tmp_path):
     assert any(z.any() for z in zero_points)
     weights = [n for n in g.node if n.op_type == "DequantizeLinear" and inits.get(n.input[0]) is not None]
     assert weights and all(inits[n.input[0]].dtype == np.int8 for n in weights if inits[n.input[0]].ndim == 4)
+    relus = {n.output[0] for n in g.node if n.op_type == "Relu"}
+    assert relus and relus <= {n.input[0] for n in g.node if n.op_type == "QuantizeLinear"}  # folded into the convs
     to_cpu_int8(quantized.graph_path("step"), tmp_path / "step.onnx", [], cache, "int8-dynamic")
     ops = {n.op_type for n in onnx.load(tmp_path / "step.onnx").graph.node}
     assert {"DynamicQuantizeLinear", "MatMulInteger"} <= ops and "Gemm" not in ops  # the weights in int8
@@ -80,7 +82,7 @@ def test_cpu_schemes_are_int8_kernels_onnxruntime_fuses(quantized, tmp_path):
 
 def test_conv_weights_offset_to_zero_point_minus_one_change_no_output(quantized, tmp_path):
     src = tmp_path / "encoder.onnx"
-    cache = quantized.path / quantized.graphs["encoder"]["precisions"]["int8"]["calibration"]["cache"]
+    cache = quantized.path / quantized.graphs["encoder"]["precisions"]["int8"]["cpu"]["calibration"]["cache"]
     to_cpu_int8(quantized.graph_path("encoder"), src, [], cache, "u8s8-static")
     convs = sum(n.op_type == "Conv" for n in onnx.load(src).graph.node)
     assert offset_conv_weights(src, tmp_path / "offset.onnx") == convs  # every one: symmetric weights never hit -128
@@ -181,6 +183,7 @@ def test_calibration_cache_is_reused(quantized, capsys):
     assert main(["quantize", str(quantized.path), "--precision", "int8", "--calibration-size", "16"]) == 0
     assert "reusing" not in capsys.readouterr().err  # other images: calibrated anew, the old cache replaced
     assert len(list((quantized.path / "calibration").glob("step-*.json"))) == 1
+    assert len(list((quantized.path / "calibration").glob("encoder-*.json"))) == 2  # TensorRT's ranges, the CPU's
 
 
 def test_every_precision_passes_the_tensorrt_check(quantized, capsys):
