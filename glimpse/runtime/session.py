@@ -60,8 +60,11 @@ def share_threads(threads: int | None = None) -> None:
         return
     from onnxruntime.capi import _pybind_state  # where onnxruntime's Python API has the global pools
 
+    make_pool = getattr(_pybind_state, "set_global_thread_pool_sizes", None)
+    if make_pool is None:  # an onnxruntime older than its Python global pools: each session keeps its own
+        return
     threads = threads or cpu_threads()
-    _pybind_state.set_global_thread_pool_sizes(threads, 1)
+    make_pool(threads, 1)
     _shared_pool.append(threads)
 
 
