@@ -5,7 +5,7 @@ captions (batch 1) with fp32, TensorRT-int8 and the CPU variant glimpse quantize
 Candidates (``glimpse.export.precision``): ``u8s8-static`` (uint8 asymmetric activations, int8 per-channel
 weights, Q/DQ around Conv/MatMul/Gemm/Relu/MaxPool, calibrated) and the same with its convolution weights at
 zero point -1 (``offset_conv_weights``; glimpse quantize keeps the faster of the two), ``int8-dynamic``
-(onnxruntime's quantize_dynamic: MatMulInteger, ConvInteger, DynamicQuantizeLSTM), ``weight-only``
+(onnxruntime's quantize_dynamic on MatMul/Gemm/LSTM/Gather, convolutions left fp32), ``weight-only``
 (MatMulNBits, 8 bits, blocks of 32, int8 compute). Inputs: the graphs' own, recorded while captioning
 generated validation scenes at batch 1 and beam 5; the static graphs calibrate on them, and the error is
 measured on a spread of them: max |int8 - fp32| / max |fp32| over the float outputs, and for a step the share
