@@ -50,7 +50,7 @@ def share_threads(threads: int | None = None) -> None:
 
     A pipeline alternates sessions (encoder, init, step, step, ...). Pools of their own would each spin on the
     cores after a run and steal them from the next session's (2.2x slower captions on 2 cores), so they sleep,
-    and waking them costs each of a step's forty operators tens of microseconds: a beam-5 int8 step of the
+    and waking them costs each of a step's operators tens of microseconds: a beam-5 int8 step of the
     tutorial-size model takes 1.17 ms so, 0.72 ms on the shared pool, and its captions 102 ms against 78.
     After this call ONNX Runtime refuses any session a pool of its own (onnxruntime.quantization's calibration
     makes one), so only a process that just runs pipelines calls it: the ``glimpse`` program for its pipeline
