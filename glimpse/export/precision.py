@@ -232,8 +232,8 @@ def quantize(
     if precision not in PRECISIONS:
         raise GlimpseError(f"unknown precision '{precision}' (choose from {', '.join(PRECISIONS)})")
     caches = {name: calibration_cache(bundle, name, inputs) for name in bundle.graphs}
-    static = [n for n in bundle.graphs if cpu_scheme(bundle.graph_path(n)) == "u8s8-static"]
-    needed = [*caches.values(), *(cpu_calibration_cache(caches[n]) for n in static)]
+    schemes = {n: cpu_scheme(bundle.graph_path(n)) for n in bundle.graphs} if precision == "int8" else {}
+    needed = [*caches.values(), *(cpu_calibration_cache(caches[n]) for n, s in schemes.items() if s == "u8s8-static")]
     calibrate = precision == "int8" and not all(c.is_file() for c in needed)
     if precision == "int8" and not calibrate:
         log(f"reusing the calibration cache of these {len(inputs)} images ({CALIBRATION}/)")
@@ -256,7 +256,7 @@ def quantize(
             entry["runs_on"] = "tensorrt"
         entry = {**_measured(name, src, dst, sample, precision, log), **entry}
         if precision == "int8":
-            entry["cpu"] = _cpu_variant(name, src, feeds[name], sample, caches[name], log)
+            entry["cpu"] = _cpu_variant(name, src, schemes[name], feeds[name], sample, caches[name], log)
         manifest["graphs"][name].setdefault("precisions", {})[precision] = entry
     tmp = bundle.path / f".{MANIFEST}.partial"
     tmp.write_text(json.dumps(manifest, indent=1))
@@ -299,13 +299,12 @@ def _measured(name: str, src: Path, dst: Path, sample: list[dict], label: str, l
 
 
 def _cpu_variant(
-    name: str, src: Path, feeds: list[dict], sample: list[dict], cache: Path, log: Callable[[str], None]
+    name: str, src: Path, scheme: str, feeds: list[dict], sample: list[dict], cache: Path, log: Callable[[str], None]
 ) -> dict:
-    """Write and measure ``<graph>.int8-cpu.onnx``; -> its manifest entry, or one naming the fp32 graph
-    (scheme "fp32") where the int8 graph is no faster than fp32 on ONNX Runtime's CPU provider here. A
-    u8s8-static graph is timed with its convolution weights at zero point 0 and at -1 (``offset_conv_weights``),
-    and the faster kept."""
-    scheme = cpu_scheme(src)
+    """Write and measure ``<graph>.int8-cpu.onnx`` by ``scheme`` (``cpu_scheme(src)``); -> its manifest entry,
+    or one naming the fp32 graph (scheme "fp32") where the int8 graph is no faster than fp32 on ONNX Runtime's
+    CPU provider here. A u8s8-static graph is timed with its convolution weights at zero point 0 and at -1
+    (``offset_conv_weights``), and the faster kept."""
     dst = src.with_name(f"{name}.int8-cpu.onnx")
     _written(to_cpu_int8, src, dst, feeds, cpu_calibration_cache(cache), scheme)
     offset = dst.with_name(f".{dst.name}.offset")
