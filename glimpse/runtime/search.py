@@ -66,7 +66,12 @@ class Hypothesis:
     alphas: np.ndarray | None = None  # (len(tokens), P) attention of each generated token
 
     def ranked(self, length_penalty: float) -> float:
-        return self.score / (len(self.tokens) ** length_penalty) if length_penalty else self.score
+        return ranked(self.score, len(self.tokens), length_penalty)
+
+
+def ranked(score: float, length: int, length_penalty: float) -> float:
+    """What hypotheses are ordered by: the raw score, or with ``length_penalty`` P, score / length**P."""
+    return score / (length**length_penalty) if length_penalty else score
 
 
 @dataclass
@@ -194,6 +199,8 @@ def beam_search(
 
 # The fused step's outputs that the search keeps, one (B, K, ...) array per step, to read at the end.
 KEPT = ("next_tokens", "parents", "next_scores", "ended", "alpha")
+# The fused step's outputs that are the next step's inputs: input name -> output name.
+FED_BACK = {"tokens": "next_tokens", "scores": "next_scores", "width": "next_width", "h": "h_next", "c": "c_next"}
 
 
 def fused_beam_search(
@@ -218,34 +225,36 @@ def fused_beam_search(
     kept = []
     for _ in range(max_length):
         out = step(feeds)
-        kept.append({n: out[n] for n in KEPT})
+        kept.append(out)
         width = host(out["next_width"])
         if not width.any():
             break
-        names = {"tokens": "next_tokens", "scores": "next_scores", "width": "next_width", "h": "h_next", "c": "c_next"}
-        feeds = {**feeds, **{n: out[o] for n, o in names.items()}}
+        feeds = {**feeds, **{n: out[o] for n, o in FED_BACK.items()}}
     table = {n: np.stack([host(k[n]) for k in kept]) for n in KEPT}  # (T, B, K, ...)
+    last = len(kept) - 1
     results = []
     for b in range(batch):
-        pool = [_backtrack(table, t, b, j, True) for t in range(len(kept)) for j in np.nonzero(table["ended"][t, b])[0]]
-        pool.sort(key=lambda h: -h.ranked(length_penalty))  # stable: ties stay in step, then rank, order
+        # rank by score first and follow the parents of the n best only: a caption's end was most of its host time
+        pool = [(t, j, True) for t, j in np.argwhere(table["ended"][:, b]).tolist()]  # step, then rank, order
         if not pool:  # nothing finished: the live beams of the last step
-            last = len(kept) - 1
-            live = [j for j in range(width[b]) if np.isfinite(table["next_scores"][last, b, j])]
-            pool = sorted((_backtrack(table, last, b, j, False) for j in live), key=lambda h: -h.ranked(length_penalty))
-        results.append(SearchResult(pool[0], pool[:nbest], len(kept)))
+            pool = [(last, j, False) for j in range(width[b]) if np.isfinite(table["next_scores"][last, b, j])]
+        scores = table["next_scores"][:, b].tolist()  # (T, K) Python floats, as Hypothesis holds them
+        pool.sort(key=lambda p: -ranked(scores[p[0]][p[1]], p[0] + 1, length_penalty))  # stable
+        best = [_backtrack(table, t, b, j, finished) for t, j, finished in pool[:nbest]]
+        results.append(SearchResult(best[0], best, len(kept)))
     return results
 
 
 def _backtrack(table: dict, t: int, b: int, j: int, finished: bool) -> Hypothesis:
     """The hypothesis in slot j of image b after step t, read from the per-step table by its parents."""
+    parents = table["parents"][: t + 1, b].tolist()  # (t+1, K)
     slots = [j]
     for s in range(t, 0, -1):
-        slots.append(int(table["parents"][s, b, slots[-1]]))
+        slots.append(parents[s][slots[-1]])
     slots.reverse()  # slots[s]: where the hypothesis sat after step s
-    tokens = [int(table["next_tokens"][s, b, slot]) for s, slot in enumerate(slots)]
-    alphas = np.stack([table["alpha"][s, b, slot] for s, slot in enumerate(slots)])
-    return Hypothesis(tokens, float(table["next_scores"][t, b, j]), finished, alphas)
+    steps = np.arange(t + 1)
+    tokens = table["next_tokens"][steps, b, slots].tolist()
+    return Hypothesis(tokens, float(table["next_scores"][t, b, j]), finished, table["alpha"][steps, b, slots])
 
 
 def _set_front(full: np.ndarray, front: np.ndarray) -> np.ndarray:
