@@ -41,6 +41,17 @@ class Preprocess:
 
     def __call__(self, image: Image.Image) -> np.ndarray:
         """An RGB PIL image -> float32 (3, H, W), normalised."""
+        # The public code's arithmetic, (x / 255 - mean) / std in float32, done in place a channel at a time:
+        # broadcasting a (3,) mean over (H, W, 3) runs numpy's inner loop three elements at a time (4x slower).
+        x = np.asarray(self.resized(image)).transpose(2, 0, 1).astype(np.float32, order="C")  # (3, H, W)
+        x /= 255.0
+        for channel, mean, std in zip(x, self.mean, self.std):
+            channel -= np.float32(mean)
+            channel /= np.float32(std)
+        return x
+
+    def resized(self, image: Image.Image) -> Image.Image:
+        """The resize and the crop."""
         resample = FILTERS[self.interpolation]
         if self.resize == "exact":
             image = image.resize(self.size[::-1], resample)
@@ -53,6 +64,4 @@ class Preprocess:
             ch, cw = self.crop
             top, left = int(round((h - ch) / 2.0)), int(round((w - cw) / 2.0))
             image = image.crop((left, top, left + cw, top + ch))
-        x = np.asarray(image, dtype=np.float32) / 255.0  # (H, W, 3)
-        x = (x - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
-        return np.ascontiguousarray(x.transpose(2, 0, 1))
+        return image
