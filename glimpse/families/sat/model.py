@@ -216,18 +216,21 @@ def adaptive_pool_matrix(n_in: int, n_out: int) -> torch.Tensor:
 
 
 class EncoderGraph(nn.Module):
-    """image (B, 3, H, W) -> features (B, P, E), the adaptive pool written as two constant matmuls."""
+    """image (B, 3, H, W) -> features (B, P, E), the adaptive pool written as two constant matmuls (none where
+    the grid already has S cells a side)."""
 
     def __init__(self, encoder: Encoder, image_size: int):
         super().__init__()
         self.resnet = encoder.resnet
         side, s = feature_side(image_size), encoder.enc_image_size
+        self.pool = side != s  # a grid of S cells a side already is its own pooling: no matmuls in the graph
         self.register_buffer("pool_h", adaptive_pool_matrix(side, s), persistent=False)  # (S, h)
         self.register_buffer("pool_wt", adaptive_pool_matrix(side, s).t().contiguous(), persistent=False)  # (w, S)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         x = self.resnet(image)  # (B, E, h, w)
-        x = self.pool_h @ x @ self.pool_wt  # (B, E, S, S)
+        if self.pool:
+            x = self.pool_h @ x @ self.pool_wt  # (B, E, S, S)
         b, e = x.shape[:2]
         return x.permute(0, 2, 3, 1).reshape(b, -1, e)  # (B, P, E)
 
