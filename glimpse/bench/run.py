@@ -319,7 +319,8 @@ def run(
         "model": model,
         "config": bundle.config,
         "machine": machine(device, threads),
-        "settings": spec,
+        # results are committed beside the code: the bundle by its name, never a path of the machine that ran them
+        "settings": {**spec, "bundle": bundle.path.name},
     }
     if device == "cpu":
         log("counting the model's work and measuring this machine's FLOP/s and memory bandwidth")
