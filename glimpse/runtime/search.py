@@ -197,7 +197,7 @@ def beam_search(
     return results
 
 
-# The fused step's outputs that the search keeps, one (B, K, ...) array per step, to read at the end.
+# The fused step's outputs read at the end, one (B, K, ...) array a step (each step's outputs are kept whole).
 KEPT = ("next_tokens", "parents", "next_scores", "ended", "alpha")
 # The fused step's outputs that are the next step's inputs: input name -> output name.
 FED_BACK = {"tokens": "next_tokens", "scores": "next_scores", "width": "next_width", "h": "h_next", "c": "c_next"}
